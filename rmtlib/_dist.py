@@ -85,9 +85,20 @@ class ContinuousDistribution:
         out[np.isnan(x)] = np.nan
         return self._finish(out, x)
 
+    def _sf(self, x: np.ndarray) -> np.ndarray:
+        """Override for a survival function accurate in the upper tail."""
+        return 1.0 - self._cdf(x)
+
     def sf(self, x):
-        """Survival function ``1 - cdf(x)``."""
-        return 1.0 - self.cdf(x)
+        """Survival function ``P(X > x) = 1 - cdf(x)``."""
+        x = self._as_points(x)
+        a, b = self.support()
+        out = np.where(x <= a, 1.0, 0.0)
+        inside = (x > a) & (x < b)
+        if inside.any():
+            out[inside] = np.clip(self._sf(x[inside]), 0.0, 1.0)
+        out[np.isnan(x)] = np.nan
+        return self._finish(out, x)
 
     def ppf(self, q):
         """Quantile function (inverse of the CDF); ``q`` must lie in [0, 1]."""

@@ -26,10 +26,10 @@ from scipy.linalg import eigvalsh_tridiagonal
 from .seeding import check_random_state
 
 __all__ = [
+    "bbp_outlier",
+    "bbp_threshold",
     "noise_eigenvalues",
     "spiked_matrix",
-    "bbp_threshold",
-    "bbp_outlier",
 ]
 
 

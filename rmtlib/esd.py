@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Spectrum", "spectrum", "as_matrix", "gram_eigenvalues"]
+__all__ = ["Spectrum", "as_matrix", "gram_eigenvalues", "spectrum"]
 
 
 def _to_numpy(x, what: str) -> np.ndarray:

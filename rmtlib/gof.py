@@ -34,9 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .mp import MarchenkoPastur, _mp_cdf_unit
+from ._paths import cache_dir
+from .mp import _mp_cdf_unit
 
-__all__ = ["gof_statistic", "GofNull", "gof_null", "GofVerdict", "accept", "bema_window"]
+__all__ = ["GofNull", "GofVerdict", "accept", "bema_window", "gof_null", "gof_statistic"]
 
 _NULL_VERSION = 1  # bump when the statistic or the simulation changes (invalidates caches)
 
@@ -119,11 +120,6 @@ class GofNull:
 _MEMORY: dict[tuple, GofNull] = {}
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get("RMTLIB_CACHE") or Path.home() / ".cache" / "rmtlib"
-    return Path(root) / "gof_null"
-
-
 def gof_null(shape, alpha: float = 0.2, *, paper_exact: bool = False, n_sim: int = 400,
              random_state: int = 0, cache: bool = True) -> GofNull:
     """Null distribution of the GoF statistic for ``m x n`` pure-noise matrices.
@@ -146,7 +142,7 @@ def gof_null(shape, alpha: float = 0.2, *, paper_exact: bool = False, n_sim: int
     if key in _MEMORY:
         return _MEMORY[key]
     digest = hashlib.sha256(repr(key).encode()).hexdigest()[:20]
-    path = _cache_dir() / f"{digest}.npy"
+    path = cache_dir() / "gof_null" / f"{digest}.npy"
     samples = None
     if cache and path.exists():
         try:

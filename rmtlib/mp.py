@@ -109,7 +109,7 @@ class MarchenkoPastur(ContinuousDistribution):
         self._a, self._b = mp_edges(self.ratio, 1.0)  # edges in units of sigma2
 
     @classmethod
-    def from_shape(cls, shape: tuple[int, int], sigma2: float = 1.0) -> "MarchenkoPastur":
+    def from_shape(cls, shape: tuple[int, int], sigma2: float = 1.0) -> MarchenkoPastur:
         """The MP law for the eigenvalues ``s**2 / N`` of an ``m x n`` noise matrix."""
         m, n = (int(d) for d in shape)
         if m < 1 or n < 1:
@@ -144,12 +144,16 @@ class MarchenkoPastur(ContinuousDistribution):
     def _cdf(self, x):
         return _mp_cdf_unit(x / self.sigma2, self.ratio)
 
+    def _sf(self, x):
+        return _mp_cdf_unit(x / self.sigma2, self.ratio, upper=True)
+
     def _ppf(self, q):
         return self.sigma2 * _mp_ppf_unit(q, self.ratio)
 
 
-def _mp_cdf_unit(u: np.ndarray, g: float) -> np.ndarray:
-    """Closed-form MP CDF (sigma2 = 1) for ``u`` strictly inside the support.
+def _mp_cdf_unit(u: np.ndarray, g: float, upper: bool = False) -> np.ndarray:
+    """Closed-form MP CDF (sigma2 = 1) for ``u`` strictly inside the support; with
+    ``upper=True`` the survival function ``1 - F``, accurate near the upper edge.
 
     The arcsines of the closed form are evaluated through half-angle forms,
     ``arcsin z + pi/2 = 2 arcsin sqrt((1 + z)/2)`` with ``1 + z`` computed without
@@ -172,13 +176,15 @@ def _mp_cdf_unit(u: np.ndarray, g: float) -> np.ndarray:
         ul, ual = u[left], ua[left]
         phi1 = half_angle(ual / s4)
         phi2 = half_angle(b * ual / (s4 * ul)) if g < 1.0 else 0.0
-        out[left] = (r[left] + (1.0 + g) * phi1 - (1.0 - g) * phi2) / (2.0 * np.pi * g)
+        lower_tail = (r[left] + (1.0 + g) * phi1 - (1.0 - g) * phi2) / (2.0 * np.pi * g)
+        out[left] = 1.0 - lower_tail if upper else lower_tail
     right = ~left
     if right.any():  # 1 - F = [(1+g) psi1 - (1-g) psi2 - r] / (2 pi g)
         ur, bur = u[right], bu[right]
         psi1 = half_angle(bur / s4)
         psi2 = half_angle(a * bur / (s4 * ur)) if g < 1.0 else 0.0
-        out[right] = 1.0 - ((1.0 + g) * psi1 - (1.0 - g) * psi2 - r[right]) / (2.0 * np.pi * g)
+        upper_tail = ((1.0 + g) * psi1 - (1.0 - g) * psi2 - r[right]) / (2.0 * np.pi * g)
+        out[right] = upper_tail if upper else 1.0 - upper_tail
     return out
 
 

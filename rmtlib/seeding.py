@@ -6,7 +6,7 @@ import random
 
 import numpy as np
 
-__all__ = ["seed_everything", "check_random_state"]
+__all__ = ["check_random_state", "seed_everything"]
 
 
 def seed_everything(seed: int) -> np.random.Generator:
