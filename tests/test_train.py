@@ -1,0 +1,220 @@
+"""Tests of rmtlib.train: determinism, history, penalties, schedules, pruning during
+training, optimizer handling and checkpoints."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from rmtlib.models import MLP, PaperCNN
+from rmtlib.prune import Factorized, PrunePolicy, count_parameters, factorize
+from rmtlib.train import (
+    HISTORY_COLUMNS,
+    Callback,
+    CheckpointExistsError,
+    RMTPruning,
+    evaluate,
+    fit,
+    load_checkpoint,
+    save_checkpoint,
+)
+
+
+def _data(n=384, d=60, classes=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    centers = 2 * torch.randn(classes, d, generator=g)
+    y = torch.randint(0, classes, (n,), generator=g)
+    x = centers[y] + torch.randn(n, d, generator=g)
+    return (x[: n * 3 // 4], y[: n * 3 // 4]), (x[n * 3 // 4:], y[n * 3 // 4:])
+
+
+TRAIN, TEST = _data()
+
+
+def _run(seed=0, callbacks=(), epochs=3, **kw):
+    model = MLP([60, 80, 4], seed=seed)
+    opts = {"epochs": epochs, "batch_size": 32, "lr": 0.05, "seed": seed, "progress": False}
+    opts.update(kw)
+    return model, fit(model, TRAIN, TEST, callbacks=callbacks, **opts)
+
+
+def _comparable(h):
+    return h.frame.drop(columns=["seconds"])
+
+
+def test_same_seed_identical_histories_and_weights():
+    m1, h1 = _run(seed=5)
+    m2, h2 = _run(seed=5)
+    pd.testing.assert_frame_equal(_comparable(h1), _comparable(h2))
+    for a, b in zip(m1.parameters(), m2.parameters()):
+        assert torch.equal(a, b)
+    _, h3 = _run(seed=6)
+    assert not _comparable(h1).equals(_comparable(h3))
+
+
+def test_same_seed_identical_with_pruning_dropout_and_penalties():
+    def run():
+        model = PaperCNN(channels=[1, 4, 6, 8], fc=[20, 3], input_size=(10, 10), seed=1)
+        g = torch.Generator().manual_seed(0)
+        x, y = torch.rand(64, 1, 10, 10, generator=g), torch.randint(0, 3, (64,), generator=g)
+        cb = RMTPruning(PrunePolicy(gof=None, keep_fraction=0.5), when="after_epoch",
+                        optimizer="keep")
+        h = fit(model, (x, y), (x, y), epochs=2, batch_size=16, lr=0.01, l1=1e-5, l2=1e-4,
+                seed=3, callbacks=[cb], progress=False)
+        return h
+    h1, h2 = run(), run()
+    pd.testing.assert_frame_equal(_comparable(h1), _comparable(h2))
+    assert h1.frame.pruned.iloc[1:].all()
+
+
+def test_history_layout_epoch0_and_eval_every():
+    model, h = _run(epochs=4, eval_every=2)
+    f = h.frame
+    assert list(f.columns) == HISTORY_COLUMNS and list(f.epoch) == [0, 1, 2, 3, 4]
+    loss0, acc0 = evaluate(MLP([60, 80, 4], seed=0), TEST)
+    assert f.test_acc[0] == pytest.approx(acc0) and f.test_loss[0] == pytest.approx(loss0)
+    assert np.isnan(f.test_acc[1]) and np.isnan(f.test_acc[3]) and not np.isnan(f.test_acc[4])
+    assert f.test_acc.iloc[-1] > f.test_acc[0] and f.test_acc.iloc[-1] > 80
+    assert (f.n_params == count_parameters(model)).all() and np.isnan(f.lr[0])
+    assert f.shapes[0] == "80x60,4x80" and not f.pruned.any()
+    assert h.final.epoch == 4 and "4 epochs" in repr(h)
+
+
+def test_lr_schedules():
+    _, h = _run(epochs=5, lr_schedule={"every": 2, "factor": 0.5})
+    np.testing.assert_allclose(h.frame.lr[1:], [0.05, 0.05, 0.025, 0.025, 0.0125])
+    _, h = _run(epochs=3, lr_schedule=lambda e: 0.1 / e)
+    np.testing.assert_allclose(h.frame.lr[1:], [0.1, 0.05, 0.1 / 3])
+    with pytest.raises(ValueError, match="lr_schedule"):
+        _run(lr_schedule={"step": 2})
+
+
+def test_penalties_shrink_weights():
+    m0, _ = _run(epochs=3)
+    m1, _ = _run(epochs=3, l1=1e-3)
+    m2, _ = _run(epochs=3, l2=1e-2)
+    norm = lambda m, q: sum(p.abs().pow(q).sum().item() for p in m.parameters())
+    assert norm(m1, 1) < norm(m0, 1)
+    assert norm(m2, 2) < norm(m0, 2)
+
+
+def test_bad_arguments():
+    model = MLP([60, 80, 4])
+    for kw, msg in [({"epochs": -1, "lr": 0.1}, "epochs"), ({"epochs": 1, "lr": 0}, "lr"),
+                    ({"epochs": 1, "lr": 0.1, "batch_size": 0}, "batch_size"),
+                    ({"epochs": 1, "lr": 0.1, "callbacks": [object()]}, "Callback")]:
+        with pytest.raises(ValueError, match=msg):
+            fit(model, TRAIN, TEST, progress=False, **kw)
+    with pytest.raises(ValueError, match="int64"):
+        fit(model, (TRAIN[0], TRAIN[1].float()), epochs=1, lr=0.1, progress=False)
+    with pytest.raises(ValueError, match="same non-zero length"):
+        fit(model, (TRAIN[0], TRAIN[1][:5]), epochs=1, lr=0.1, progress=False)
+    with pytest.raises(ValueError, match="optimizer"):
+        RMTPruning(optimizer="adam")
+    with pytest.raises(ValueError, match="when"):
+        RMTPruning(when="sometimes")
+
+
+def test_rmt_pruning_paper_schedule_prunes_initialisation_before_epoch_1():
+    cb = RMTPruning(PrunePolicy(gof=None), every=2)
+    assert [e for e in range(1, 8) if cb.due(e)] == [1, 3, 5, 7]
+    assert [e for e in range(1, 10) if RMTPruning(every=3, start_epoch=2, stop_epoch=6).due(e)] \
+        == [2, 5]
+    model, h = _run(callbacks=[RMTPruning(PrunePolicy(gof=None, keep_fraction=0.3))], epochs=2)
+    assert list(h.frame.pruned) == [False, True, True]
+    ev = h.events[0]
+    assert ev["epoch"] == 1 and ev["when"] == "before_epoch"
+    assert ev["report"].layers.set_index("name").loc["layers.0", "action"] == "factorize"
+    # first event on the random init: 80x60 -> keep = spikes + int(0.3 * bulk), >= 4 classes
+    assert isinstance(model.layers[0], Factorized)
+    assert h.frame.n_params[1] < h.frame.n_params[0]
+    assert "layers.0.0" in set(h.events_frame().name)
+    assert h.frame.shapes[1].startswith(f"{model.layers[0].rank}x60")
+
+
+def test_rmt_pruning_after_epoch_with_keep_fraction_schedule():
+    cb = RMTPruning(PrunePolicy(gof=None), keep_fraction=lambda e: max(0.0, 1 - e / 4),
+                    when="after_epoch")
+    _, h = _run(callbacks=[cb], epochs=2)
+    fracs = [ev["report"].keep_fraction for ev in h.events]
+    assert fracs == [0.75, 0.5] and [ev["when"] for ev in h.events] == ["after_epoch"] * 2
+
+
+class _Spy(Callback):
+    def __init__(self):
+        self.before, self.after = {}, {}
+
+    def on_epoch_begin(self, state):
+        self.before[state.epoch] = state.optimizer
+
+    def on_epoch_end(self, state):
+        self.after[state.epoch] = state.optimizer
+
+
+@pytest.mark.parametrize("mode", ["rebuild", "keep"])
+def test_optimizer_rebuild_or_keep(mode):
+    pol = PrunePolicy(gof=None, keep_fraction=0.5, layers=["layers.0"])
+    spy = _Spy()
+    cb = RMTPruning(pol, when="after_epoch", start_epoch=2, optimizer=mode)
+    model = MLP([60, 80, 4], seed=0)
+    last_w = model.layers[1].weight
+    snapshot = {}
+
+    class Grab(Callback):
+        def on_epoch_end(self, state):
+            if state.epoch == 2:
+                snapshot["buf"] = state.optimizer.state[last_w]["momentum_buffer"].clone()
+    fit(model, TRAIN, TEST, epochs=2, batch_size=32, lr=0.05, seed=0, progress=False,
+        callbacks=[Grab(), cb, spy])
+    new_opt = spy.after[2]
+    assert new_opt is not spy.before[2]
+    replaced = list(model.layers[0].parameters())
+    assert all(p not in new_opt.state for p in replaced)
+    if mode == "keep":
+        torch.testing.assert_close(new_opt.state[last_w]["momentum_buffer"], snapshot["buf"])
+    else:
+        assert len(new_opt.state) == 0
+    assert new_opt.param_groups[0]["lr"] == 0.05
+    assert {id(p) for p in new_opt.param_groups[0]["params"]} == {id(p) for p in model.parameters()}
+
+
+def test_checkpoint_round_trip_of_factorized_model(tmp_path):
+    model = MLP([60, 80, 4], seed=0)
+    factorize(model, "layers.0", 9)
+    path = tmp_path / "ck" / "m.pt"
+    save_checkpoint(model, path, epoch=3, accs=[1.5, np.float64(2.0)], arr=np.arange(3))
+    payload = torch.load(path, weights_only=True)
+    assert payload["edits"] == [{"name": "layers.0", "kind": "linear", "rank": 9}]
+    fresh = MLP([60, 80, 4], seed=1)
+    meta = load_checkpoint(path, fresh)
+    assert meta["epoch"] == 3 and meta["accs"] == [1.5, 2.0] and torch.equal(meta["arr"],
+                                                                            torch.arange(3))
+    x = TEST[0][:7]
+    torch.testing.assert_close(fresh(x), model(x))
+    assert fresh.widths == [60, 9, 80, 4]
+    with pytest.raises(CheckpointExistsError, match="overwrite=True"):
+        save_checkpoint(model, path)
+    with pytest.raises(ValueError):  # CheckpointExistsError is also a ValueError
+        save_checkpoint(model, path)
+    save_checkpoint(model, path, overwrite=True)
+    with pytest.raises(ValueError, match="plain data"):
+        save_checkpoint(model, tmp_path / "x.pt", frame=pd.DataFrame({"a": [1]}))
+    assert not (tmp_path / "x.pt").exists()
+    with pytest.raises(ValueError, match="PaperCNN"):
+        load_checkpoint(path, PaperCNN(channels=[1, 2, 3], fc=[4], input_size=(10, 10)))
+    with pytest.raises(ValueError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt", fresh)
+
+
+def test_checkpoint_of_pruned_conv_model(tmp_path):
+    model = PaperCNN(channels=[1, 8, 16], fc=[12, 3], input_size=(12, 12), seed=0)
+    cb = RMTPruning(PrunePolicy(gof=None, keep_fraction=0.2, min_rank=2), when="after_epoch")
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(32, 1, 12, 12, generator=g), torch.randint(0, 3, (32,), generator=g)
+    fit(model, (x, y), epochs=1, batch_size=8, lr=0.01, callbacks=[cb], progress=False)
+    assert any(isinstance(m, Factorized) and m.kind == "conv2d" for m in model.modules())
+    save_checkpoint(model, tmp_path / "cnn.pt")
+    fresh = PaperCNN(channels=[1, 8, 16], fc=[12, 3], input_size=(12, 12), seed=5)
+    load_checkpoint(tmp_path / "cnn.pt", fresh)
+    model.eval(), fresh.eval()
+    torch.testing.assert_close(fresh(x), model(x))
