@@ -1,0 +1,74 @@
+# rmtlib + its Jupyter Book.  Two commands matter:
+#   make book   # set up .venv, execute the notebooks (PROFILE=default), build _build/html
+#   make test   # set up .venv, run every test (unit, end-to-end, browser)
+# Everything runs in .venv, created by `make setup` with plain pip.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+PROFILE ?= default
+VENV := .venv
+BIN := $(VENV)/bin
+# The setup stamp is keyed on the content of the files that define the environment, so a second
+# `make setup` is instant and any change to them reinstalls.
+SETUP_KEY := $(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.setup-$(SETUP_KEY)
+
+# Offline data sets: $RMTLIB_DATA if set, else ../shared/data beside the repository.
+ifeq ($(origin RMTLIB_DATA),undefined)
+  ifneq ($(wildcard ../shared/data),)
+    export RMTLIB_DATA := $(abspath ../shared/data)
+  endif
+endif
+
+.PHONY: help setup chromium book test test-fast bench clean distclean
+
+help:
+	@echo "make book [PROFILE=quick|default|paper]  execute the notebooks and build _build/html"
+	@echo "make test                                run all tests (unit, e2e, browser)"
+	@echo "make test-fast                           unit tests only (no notebook execution, no browser)"
+	@echo "make bench                               run the benchmarks (python -m rmtlib.benchmarks)"
+	@echo "make setup                               create .venv with the pinned requirements"
+	@echo "make clean | distclean                   remove build outputs | also results/ and .venv"
+
+setup: $(STAMP)
+
+$(STAMP):
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -r requirements.txt -e '.[book,test]'
+	rm -f $(VENV)/.setup-*
+	touch $@
+
+# The browser test drives Debian's chromium (never a downloaded browser). Installed here when
+# missing and we are root; RMTLIB_ALLOW_SKIP_BROWSER=1 lets the test skip instead.
+chromium:
+	@command -v chromium >/dev/null || [ "$${RMTLIB_ALLOW_SKIP_BROWSER:-}" = 1 ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium for the browser test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "chromium is missing: run 'sudo apt-get install chromium' (or RMTLIB_ALLOW_SKIP_BROWSER=1 make test)"; \
+	    exit 1; \
+	  fi; }
+
+book: setup
+	$(BIN)/python -m rmtlib.reproduce --profile $(PROFILE)
+	$(BIN)/jupyter-book build . -W -n --keep-going
+
+test: setup chromium
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not e2e and not browser"
+
+bench: setup
+	$(BIN)/python -m rmtlib.benchmarks
+
+clean:
+	rm -rf _build book/executed .pytest_cache .hypothesis .benchmarks
+	find . -path ./.venv -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+distclean: clean
+	rm -rf results $(VENV)

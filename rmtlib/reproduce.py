@@ -1,0 +1,608 @@
+"""Notebook runner: execute the book's notebooks with papermill and record their results.
+
+Usage::
+
+    python -m rmtlib.reproduce [--profile quick|default|paper] [--only NAME ...] [--force]
+
+Runs are declared in ``notebooks/runs.yml``, one entry per run name::
+
+    mp_law:
+      notebook: theory/mp_law.ipynb        # path under notebooks/
+      title: Marchenko-Pastur law
+      depends_on: []                       # run names, or the word ``all`` (every other run)
+      params:
+        base:    {seed: 0, n: 400}          # shared by every profile
+        quick:   {n: 200}                   # quick    = base + quick
+        default: {n: 1000}                  # default  = base + default
+        paper:   {n: 4000}                  # paper    = base + default + paper
+
+For each run (dependencies first) the runner
+
+1. resolves the parameters of the profile and adds ``profile`` and ``results_dir``
+   (absolute path of ``results/<profile>/<name>``); ``seed`` must be among the configured
+   parameters. Every name must be assigned a literal default in the notebook's cell tagged
+   ``parameters``, with a compatible type (an int where a float is expected is fine; a ``None``
+   default accepts anything): otherwise it stops before executing anything;
+2. computes the *input hash*: SHA-256 over the notebook's cells (type, source, tags; outputs and
+   other metadata ignored), the resolved parameters without ``results_dir``, the run's config
+   entry, every ``.py`` file of ``rmtlib/`` and the input hashes of its dependencies;
+3. if ``results/<profile>/<name>/provenance.json`` records that hash and the ``run_id`` of each
+   dependency's current results, the run is up to date and is not executed; otherwise it
+   executes the notebook with papermill (working directory: the notebook's folder; kernel: this
+   interpreter) into ``results/<profile>/<name>/executed.ipynb``
+   and writes ``params.json`` and, last, ``provenance.json``;
+4. copies ``executed.ipynb`` to ``book/executed/<notebook path>`` when the bytes differ (unchanged
+   files keep their mtime, so Sphinx rebuilds nothing).
+
+A failing run exits non-zero with one line naming the notebook, the failing cell index and the
+exception; its book copy is deleted (and so are those of the runs depending on it) and the partial
+executed notebook is kept as ``results/<profile>/<name>/failed.ipynb``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .results import EXECUTED, FAILED, PARAMS, PROVENANCE, find_root, read_json, write_json
+
+__all__ = ["PROFILES", "INJECTED", "ConfigError", "Layout", "RunSpec", "Outcome", "load_config",
+           "notebook_parameters", "validate_parameters", "input_hashes", "source_hash",
+           "reproduce", "main"]
+
+PROFILES = ("quick", "default", "paper")
+INJECTED = ("profile", "results_dir")
+ENTRY_KEYS = {"notebook", "title", "depends_on", "params"}
+PARAM_LEVELS = ("base", "quick", "default", "paper")
+QUICK_BUDGET_S = 60  # per run: CI executes every quick run (all of CI must stay under 25 min)
+KERNEL_NAME = "python3"
+PRIVATE_KERNEL_NAME = "rmtlib-venv"
+
+
+class ConfigError(ValueError):
+    """The run configuration or a notebook's ``parameters`` cell is invalid (nothing was executed)."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the runner reads and writes; every path can be overridden (tests use a tmp dir)."""
+
+    root: Path
+    config: Path | None = None  # default root/notebooks/runs.yml
+    notebooks: Path | None = None  # default root/notebooks
+    results: Path | None = None  # default root/results
+    book: Path | None = None  # default root/book/executed
+    package: Path | None = None  # default root/rmtlib (hashed, and put first on the kernel's path)
+
+    def __post_init__(self):
+        root = Path(self.root).resolve()
+        defaults = {"config": root / "notebooks" / "runs.yml", "notebooks": root / "notebooks",
+                    "results": root / "results", "book": root / "book" / "executed",
+                    "package": root / "rmtlib"}
+        object.__setattr__(self, "root", root)
+        for key, default in defaults.items():
+            value = getattr(self, key)
+            object.__setattr__(self, key, default if value is None else Path(value).resolve())
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a profile: ``params`` are the resolved configured parameters (with ``seed``)."""
+
+    name: str
+    notebook: Path  # relative to Layout.notebooks
+    title: str
+    depends_on: tuple[str, ...]
+    params: dict
+
+    def book_path(self, layout: Layout) -> Path:
+        return layout.book / self.notebook
+
+    def results_dir(self, layout: Layout, profile: str) -> Path:
+        return layout.results / profile / self.name
+
+
+@dataclass
+class Outcome:
+    """What happened to one run: ``status`` is executed, cached, failed or blocked."""
+
+    name: str
+    status: str
+    message: str = ""
+    seconds: float = 0.0
+    input_hash: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- configuration
+
+def _check_profile(profile: str) -> None:
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+
+
+def load_config(layout: Layout, profile: str) -> dict[str, RunSpec]:
+    """Read and check ``runs.yml``; return the runs of ``profile`` in dependency order."""
+    import yaml
+
+    _check_profile(profile)
+    where = layout.config
+    try:
+        raw = yaml.safe_load(where.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"run configuration {where} not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: invalid YAML: {exc}") from None
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(f"{where}: expected a mapping of run names to entries")
+    specs: dict[str, RunSpec] = {}
+    wants_all: set[str] = set()
+    seen_notebooks: dict[Path, str] = {}
+    for name, entry in raw.items():
+        ctx = f"{where.name}: run {name!r}"
+        if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(f"{ctx}: run names may only use letters, digits, '_' and '-'")
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{ctx}: expected a mapping with keys {sorted(ENTRY_KEYS)}")
+        unknown = set(entry) - ENTRY_KEYS
+        if unknown:
+            raise ConfigError(f"{ctx}: unknown key(s) {sorted(unknown)}; allowed: {sorted(ENTRY_KEYS)}")
+        nb = entry.get("notebook")
+        if (not isinstance(nb, str) or not nb.endswith(".ipynb") or Path(nb).is_absolute()
+                or ".." in Path(nb).parts):
+            raise ConfigError(f"{ctx}: 'notebook' must be a .ipynb path relative to {layout.notebooks}")
+        if not (layout.notebooks / nb).is_file():
+            raise ConfigError(f"{ctx}: notebook {layout.notebooks / nb} does not exist")
+        if Path(nb) in seen_notebooks:
+            raise ConfigError(f"{ctx}: notebook {nb} is already used by run {seen_notebooks[Path(nb)]!r}")
+        seen_notebooks[Path(nb)] = name
+        title = entry.get("title")
+        if not isinstance(title, str) or not title.strip():
+            raise ConfigError(f"{ctx}: needs a non-empty 'title'")
+        deps = entry.get("depends_on") or []
+        if deps == "all":
+            wants_all.add(name)
+            deps = []
+        if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+            raise ConfigError(f"{ctx}: 'depends_on' must be a list of run names or the word 'all'")
+        specs[name] = RunSpec(name, Path(nb), title.strip(), tuple(deps),
+                              _resolve_params(ctx, entry.get("params"), profile))
+    for name in wants_all:
+        others = tuple(n for n in specs if n not in wants_all)
+        specs[name] = replace(specs[name], depends_on=others)
+    for spec in specs.values():
+        for dep in spec.depends_on:
+            if dep not in specs:
+                raise ConfigError(f"{where.name}: run {spec.name!r} depends on unknown run {dep!r}")
+    return {name: specs[name] for name in _topological(specs)}
+
+
+def _resolve_params(ctx: str, params: Any, profile: str) -> dict:
+    params = params or {}
+    if not isinstance(params, dict) or set(params) - set(PARAM_LEVELS):
+        raise ConfigError(f"{ctx}: 'params' must be a mapping with keys among {list(PARAM_LEVELS)}")
+    chain = {"quick": ("base", "quick"), "default": ("base", "default"),
+             "paper": ("base", "default", "paper")}[profile]
+    resolved: dict = {}
+    for level in chain:
+        values = params.get(level) or {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"{ctx}: params.{level} must be a mapping of parameter names to values")
+        resolved.update(values)
+    clash = set(resolved) & set(INJECTED)
+    if clash:
+        raise ConfigError(f"{ctx}: {sorted(clash)} are set by the runner; remove them from params")
+    seed = resolved.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"{ctx}: every run needs params.base.seed, a non-negative integer (got {seed!r})")
+    return resolved
+
+
+def _topological(specs: dict[str, RunSpec]) -> list[str]:
+    order: list[str] = []
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            raise ConfigError(f"dependency cycle: {' -> '.join(path + (name,))}")
+        state[name] = 1
+        for dep in specs[name].depends_on:
+            visit(dep, path + (name,))
+        state[name] = 2
+        order.append(name)
+
+    for name in specs:
+        visit(name, ())
+    return order
+
+
+# ----------------------------------------------------------------------------- parameters
+
+def _read_notebook(path: Path) -> dict:
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read notebook ({exc})") from None
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        raise ConfigError(f"{path}: not a Jupyter notebook (no 'cells' list)")
+    return nb
+
+
+def _source(cell: dict) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def _parameters_cell(nb: dict, path: Path) -> int:
+    found = [i for i, c in enumerate(nb["cells"])
+             if c.get("cell_type") == "code" and "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(found) != 1:
+        raise ConfigError(f"{path}: needs exactly one code cell tagged 'parameters', found {len(found)}")
+    return found[0]
+
+
+def notebook_parameters(path: str | os.PathLike) -> dict[str, Any]:
+    """Names and literal defaults of the notebook's ``parameters`` cell.
+
+    The cell may only hold ``name = literal`` (or ``name: type = literal``) lines and comments.
+    """
+    path = Path(path)
+    nb = _read_notebook(path)
+    source = _source(nb["cells"][_parameters_cell(nb, path)])
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        raise ConfigError(f"{path}: parameters cell is not plain Python "
+                          f"({exc.msg}, line {exc.lineno})") from None
+    defaults: dict[str, Any] = {}
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+            target, value = stmt.targets[0].id, stmt.value
+        elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value is not None:
+            target, value = stmt.target.id, stmt.value
+        else:
+            raise ConfigError(f"{path}: parameters cell line {stmt.lineno}: only `name = literal` "
+                              "assignments are allowed there")
+        try:
+            defaults[target] = ast.literal_eval(value)
+        except ValueError:
+            raise ConfigError(f"{path}: parameter {target!r} needs a literal default (number, string, "
+                              f"bool, None, list, dict), got `{ast.unparse(value)}`") from None
+    return defaults
+
+
+def _compatible(default: Any, value: Any) -> bool:
+    if default is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, (list, tuple)):
+        if not isinstance(value, (list, tuple)):
+            return False
+        kinds = {type(d) for d in default}
+        return len(kinds) != 1 or all(_compatible(default[0], v) for v in value)
+    return isinstance(value, type(default))
+
+
+def validate_parameters(path: str | os.PathLike, params: dict) -> None:
+    """Check that every name in ``params`` is a parameter of the notebook, with a compatible type."""
+    defaults = notebook_parameters(path)
+    for name, value in params.items():
+        if name not in defaults:
+            hint = " (the runner injects it: define it in the parameters cell)" if name in INJECTED else ""
+            raise ConfigError(f"{path}: unknown parameter {name!r}{hint}; the parameters cell defines "
+                              f"{', '.join(sorted(defaults)) or 'nothing'}")
+        if not _compatible(defaults[name], value):
+            raise ConfigError(f"{path}: parameter {name!r} = {value!r} has type {type(value).__name__}, "
+                              f"but its default {defaults[name]!r} is a {type(defaults[name]).__name__}")
+
+
+# ----------------------------------------------------------------------------- hashing
+
+def _sha(data: Any) -> str:
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def source_hash(package: str | os.PathLike) -> str:
+    """SHA-256 over the relative paths and bytes of every ``.py`` file under ``package``, sorted."""
+    package = Path(package)
+    h = hashlib.sha256()
+    for file in sorted(p for p in package.rglob("*.py") if "__pycache__" not in p.parts):
+        h.update(file.relative_to(package).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _notebook_hash(path: Path) -> str:
+    cells = [{"type": c.get("cell_type"), "source": _source(c), "tags": c.get("metadata", {}).get("tags", [])}
+             for c in _read_notebook(path)["cells"]]
+    return _sha(cells)
+
+
+def _hashed_params(spec: RunSpec, profile: str) -> dict:
+    return {**spec.params, "profile": profile}  # results_dir is machine specific: not hashed
+
+
+def input_hashes(specs: dict[str, RunSpec], layout: Layout, profile: str) -> dict[str, str]:
+    """Input hash of every run (``specs`` in dependency order)."""
+    rmtlib_hash = source_hash(layout.package)
+    hashes: dict[str, str] = {}
+    for name, spec in specs.items():
+        hashes[name] = _sha({
+            "format": 1,
+            "notebook": _notebook_hash(layout.notebooks / spec.notebook),
+            "params": _hashed_params(spec, profile),
+            "entry": {"notebook": spec.notebook.as_posix(), "title": spec.title,
+                      "depends_on": list(spec.depends_on)},
+            "rmtlib": rmtlib_hash,
+            "dependencies": {d: hashes[d] for d in spec.depends_on},
+        })
+    return hashes
+
+
+# ----------------------------------------------------------------------------- execution
+
+def _kernel_name() -> str:
+    """Name of a kernelspec that starts this interpreter (``sys.executable``).
+
+    ``python3`` normally does (jupyter_client substitutes ``sys.executable`` for a bare
+    ``python``). If it points elsewhere (e.g. a user-wide kernelspec of another Python), a private
+    kernelspec is installed into this virtual environment -- never into user-wide folders.
+    """
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    def starts_us(name: str) -> bool:
+        try:
+            exe = KernelSpecManager().get_kernel_spec(name).argv[0]
+        except NoSuchKernel:
+            return False
+        bare = {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2])}
+        return exe in bare or os.path.abspath(exe) == os.path.abspath(sys.executable)
+
+    for name in (KERNEL_NAME, PRIVATE_KERNEL_NAME):
+        if starts_us(name):
+            return name
+    if sys.prefix == sys.base_prefix:
+        raise RuntimeError(f"the Jupyter kernel {KERNEL_NAME!r} does not start {sys.executable}; run "
+                           "inside the project's virtual environment (make setup)")
+    from ipykernel.kernelspec import install
+
+    install(kernel_name=PRIVATE_KERNEL_NAME, display_name="Python (rmtlib .venv)", prefix=sys.prefix)
+    print(f"note: installed kernelspec {PRIVATE_KERNEL_NAME!r} into {sys.prefix} because "
+          f"{KERNEL_NAME!r} does not start {sys.executable}", file=sys.stderr)
+    return PRIVATE_KERNEL_NAME
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _git_state(root: Path) -> tuple[str | None, bool | None]:
+    top = _git(root, "rev-parse", "--show-toplevel")
+    if top is None or Path(top).resolve() != root:
+        return None, None
+    commit = _git(root, "rev-parse", "HEAD")
+    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    return commit, (None if status is None else bool(status))
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _utc(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
+
+
+def _publish(src: Path, dst: Path) -> bool:
+    """Copy ``src`` to ``dst`` unless the bytes are identical; return whether it copied."""
+    data = src.read_bytes()
+    if dst.is_file() and dst.read_bytes() == data:
+        return False
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, dst)
+    return True
+
+
+def _provenance(folder: Path) -> dict | None:
+    """The provenance of a complete run in ``folder`` (None if incomplete or unreadable)."""
+    if not (folder / PROVENANCE).is_file() or not (folder / EXECUTED).is_file():
+        return None
+    try:
+        return read_json(folder / PROVENANCE)
+    except ValueError:
+        return None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _execute(spec: RunSpec, layout: Layout, profile: str, digest: str, dependency_runs: dict,
+             kernel: str, rmtlib_hash: str, git: tuple) -> Outcome:
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+    from traitlets.config import Config
+
+    folder = spec.results_dir(layout, profile)
+    nb_path = layout.notebooks / spec.notebook
+    rel = nb_path.relative_to(layout.root) if nb_path.is_relative_to(layout.root) else nb_path
+    (folder / PROVENANCE).unlink(missing_ok=True)  # incomplete from here on
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    params = {**spec.params, "profile": profile, "results_dir": str(folder)}
+    write_json(folder / PARAMS, params)
+    start = time.time()
+    logging.getLogger("papermill").setLevel(logging.ERROR)  # its parameter warnings: validated above
+    env_path = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(layout.package.parent), env_path]))
+    try:
+        pm.execute_notebook(nb_path, folder / EXECUTED, parameters=params, kernel_name=kernel,
+                            language="python", cwd=nb_path.parent, progress_bar=True,
+                            config=Config({"KernelManager": {"transport_encryption": "auto"}}))
+    except Exception as exc:  # noqa: BLE001 - every failure is reported the same way
+        if isinstance(exc, PapermillExecutionError):
+            first = _parameters_cell(_read_notebook(nb_path), nb_path)
+            index = exc.cell_index - (1 if exc.cell_index > first + 1 else 0)  # minus injected cell
+            where = f"cell index {index}"
+            error = f"{exc.ename}: {_one_line(exc.evalue)}" if exc.evalue else exc.ename
+        else:
+            where, error = "before or outside a cell", f"{type(exc).__name__}: {_one_line(exc)}"
+        kept = ""
+        if (folder / EXECUTED).exists():
+            os.replace(folder / EXECUTED, folder / FAILED)
+            kept = f" (partial notebook: {folder / FAILED})"
+        return Outcome(spec.name, "failed", f"run {spec.name!r} failed in {rel}, {where}: {error}{kept}",
+                       time.time() - start, digest)
+    finally:
+        if env_path is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = env_path
+    end = time.time()
+    write_json(folder / PROVENANCE, {
+        "name": spec.name, "title": spec.title, "profile": profile, "notebook": spec.notebook.as_posix(),
+        "input_hash": digest, "rmtlib_source_hash": rmtlib_hash, "rmtlib_version": _rmtlib_version(),
+        "git_commit": git[0], "git_dirty": git[1], "seed": spec.params["seed"],
+        "start_utc": _utc(start), "end_utc": _utc(end), "wall_time_s": round(end - start, 3),
+        "python": platform.python_version(), "torch": _version("torch"), "numpy": _version("numpy"),
+        "papermill": _version("papermill"), "cpu_count": os.cpu_count(), "hostname": socket.gethostname(),
+        "run_id": uuid.uuid4().hex, "dependency_run_ids": dependency_runs,
+    })
+    return Outcome(spec.name, "executed", "", end - start, digest)
+
+
+def _rmtlib_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def reproduce(profile: str = "default", only: list[str] | None = None, *, layout: Layout | None = None,
+              force: bool = False) -> list[Outcome]:
+    """Bring the runs of ``profile`` up to date (``only``: these runs and their dependencies).
+
+    ``force`` executes the selected runs (``only``, else all) even when their inputs are unchanged.
+
+    Raises :class:`ConfigError` before executing anything if the configuration or a notebook's
+    parameters are invalid; execution failures are returned as outcomes with status ``failed``
+    (their dependents: ``blocked``).
+    """
+    from tqdm.auto import tqdm
+
+    layout = layout or Layout(find_root())
+    specs = load_config(layout, profile)
+    if only:
+        unknown = [n for n in only if n not in specs]
+        if unknown:
+            raise ConfigError(f"unknown run(s) {unknown}; known: {', '.join(specs)}")
+        wanted: set[str] = set()
+        stack = list(only)
+        while stack:
+            name = stack.pop()
+            if name not in wanted:
+                wanted.add(name)
+                stack.extend(specs[name].depends_on)
+        specs = {n: s for n, s in specs.items() if n in wanted}
+    for spec in specs.values():
+        validate_parameters(layout.notebooks / spec.notebook,
+                            {**spec.params, "profile": profile, "results_dir": "<injected>"})
+    forced = set(only or specs) if force else set()
+    hashes = input_hashes(specs, layout, profile)
+    rmtlib_hash, git, kernel = source_hash(layout.package), None, None
+    outcomes: dict[str, Outcome] = {}
+    run_ids: dict[str, str | None] = {}  # run_id of each dependency's current results
+    bar = tqdm(specs.values(), desc=f"runs ({profile})", unit="run", file=sys.stderr)
+    for spec in bar:
+        bar.set_postfix_str(spec.name)
+        folder, digest = spec.results_dir(layout, profile), hashes[spec.name]
+        bad = [d for d in spec.depends_on if outcomes[d].status in ("failed", "blocked")]
+        dependency_runs = {d: run_ids.get(d) for d in spec.depends_on}
+        previous = _provenance(folder)
+        if bad:
+            outcome = Outcome(spec.name, "blocked", f"run {spec.name!r} not executed: dependency "
+                              f"{', '.join(map(repr, bad))} failed", 0.0, digest)
+        elif (spec.name not in forced and previous is not None
+              and previous.get("input_hash") == digest
+              and previous.get("dependency_run_ids", {}) == dependency_runs):
+            outcome = Outcome(spec.name, "cached", "", 0.0, digest)
+        else:
+            if kernel is None:
+                kernel, git = _kernel_name(), _git_state(layout.root)
+            spec.book_path(layout).unlink(missing_ok=True)  # never leave a page older than its results
+            outcome = _execute(spec, layout, profile, digest, dependency_runs, kernel, rmtlib_hash, git)
+        if outcome.status in ("executed", "cached"):
+            run_ids[spec.name] = (_provenance(folder) or {}).get("run_id")
+            outcome.extra["copied"] = _publish(folder / EXECUTED, spec.book_path(layout))
+        else:
+            spec.book_path(layout).unlink(missing_ok=True)
+        outcomes[spec.name] = outcome
+        if outcome.status == "executed":
+            bar.write(f"{spec.name}: executed in {outcome.seconds:.1f} s", file=sys.stderr)
+            if profile == "quick" and outcome.seconds > QUICK_BUDGET_S:
+                bar.write(f"warning: quick run {spec.name!r} took {outcome.seconds:.0f} s, over the "
+                          f"{QUICK_BUDGET_S} s budget per quick run: make its quick parameters smaller",
+                          file=sys.stderr)
+    bar.close()
+    return list(outcomes.values())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rmtlib.reproduce",
+                                     description="Execute the book's notebooks (see notebooks/runs.yml).")
+    parser.add_argument("--profile", default="default", choices=PROFILES,
+                        help="parameter set: quick (CI), default (the book), paper (the papers' sizes)")
+    parser.add_argument("--only", nargs="+", metavar="NAME",
+                        help="run only these runs (and their dependencies)")
+    parser.add_argument("--force", action="store_true",
+                        help="execute the selected runs even if their inputs are unchanged")
+    parser.add_argument("--root", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    start = time.time()
+    try:
+        layout = Layout(args.root or find_root())
+        outcomes = reproduce(args.profile, args.only, layout=layout, force=args.force)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    counts = {s: sum(o.status == s for o in outcomes)
+              for s in ("executed", "cached", "failed", "blocked")}
+    for o in outcomes:
+        if o.status in ("failed", "blocked"):
+            print(f"error: {o.message}", file=sys.stderr)
+    print(f"reproduce --profile {args.profile}: " + ", ".join(f"{v} {k}" for k, v in counts.items())
+          + f" ({time.time() - start:.1f} s)")
+    return 1 if counts["failed"] or counts["blocked"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""Recorded runs: what a notebook writes (metrics, figures, tables) and how to read it back.
+
+Every notebook of the book writes its results through a :class:`Run`::
+
+    from rmtlib.results import Run
+    run = Run(results_dir, name="mp_law")           # results_dir: the injected parameter
+    run.log("ks_gamma_0.5", 0.012, doc="sup |ECDF - MP CDF| at gamma = 0.5 (dimensionless)")
+    run.savefig(fig, "esd")                          # -> <run.dir>/esd.png
+    run.save_table(df, "per_ratio")                  # -> <run.dir>/per_ratio.csv
+
+and a notebook that aggregates other runs reads them with :func:`load_run`.
+
+Layout of a results directory (``results/<profile>/<name>/``, written by
+:mod:`rmtlib.reproduce` and the notebook):
+
+``metrics.json``
+    ``{"values": {key: value}, "doc": {key: "what it is, units"}}``; every key has a doc.
+``params.json``
+    the parameters the notebook was executed with (written by the runner).
+``provenance.json``
+    how the run came about (written by the runner, last: a directory without it is incomplete).
+``executed.ipynb`` / ``failed.ipynb``
+    the executed notebook (the cache the book copies) or, after a failure, the partial one.
+``*.png``, ``*.csv``
+    figures and tables saved through :class:`Run`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Run", "RunRecord", "load_run", "find_root", "to_json", "write_json", "read_json",
+           "METRICS", "PARAMS", "PROVENANCE", "EXECUTED", "FAILED"]
+
+METRICS = "metrics.json"
+PARAMS = "params.json"
+PROVENANCE = "provenance.json"
+EXECUTED = "executed.ipynb"
+FAILED = "failed.ipynb"
+FIGURE_DPI = 150
+
+
+def find_root(start: str | os.PathLike | None = None) -> Path:
+    """Return the repository root: the nearest folder at or above ``start`` (default: the
+    current directory) that holds both ``_config.yml`` and a ``rmtlib/`` folder."""
+    here = Path(start if start is not None else os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_config.yml").is_file() and (folder / "rmtlib").is_dir():
+            return folder
+    raise ValueError(
+        f"no repository root (a folder holding _config.yml and rmtlib/) at or above {here}; "
+        "run from inside the repository or pass the directory explicitly"
+    )
+
+
+def to_json(value: Any) -> Any:
+    """Convert ``value`` to plain JSON types.
+
+    NumPy scalars and arrays, PyTorch tensors (anything with ``.detach()`` and ``.tolist()``),
+    tuples and paths are converted; dict keys must be strings. Non-finite floats are kept
+    (written as ``NaN`` / ``Infinity``, which Python's and pandas' JSON readers accept).
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, dict):
+        bad = [k for k in value if not isinstance(k, str)]
+        if bad:
+            raise ValueError(f"JSON object keys must be strings, got {bad[0]!r}; convert the keys first")
+        return {k: to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    if hasattr(value, "detach") and hasattr(value, "tolist"):  # torch.Tensor
+        return to_json(value.detach().cpu().tolist())
+    if hasattr(value, "tolist") and hasattr(value, "dtype"):  # numpy array or scalar
+        return to_json(value.tolist())
+    raise ValueError(
+        f"cannot store a {type(value).__name__} as JSON; log numbers, strings, bools, None, "
+        "lists/dicts of them, or NumPy/PyTorch scalars and arrays"
+    )
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    """Write ``data`` as indented JSON atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(to_json(data), indent=2, sort_keys=True) + "\n"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file; a malformed file raises ``ValueError`` naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc}); delete it and re-run") from None
+
+
+def _filename(name: str, suffix: str) -> str:
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
+        raise ValueError(f"file name must be a plain non-empty name without folders, got {name!r}")
+    return name if name.endswith(suffix) else name + suffix
+
+
+class Run:
+    """The results directory of one notebook run.
+
+    Parameters
+    ----------
+    results_dir : str, path or None
+        Where to write (the runner injects ``results/<profile>/<name>`` as the notebook parameter
+        ``results_dir``). ``None`` -- a reader executing the notebook by hand -- means
+        ``<repo>/results/manual/<name>``, the repository root being found from the current
+        directory by :func:`find_root`.
+    name : str, optional
+        Run name; required when ``results_dir`` is None, else defaults to its last component.
+
+    The directory is created if needed; existing files are kept (the runner starts every run in
+    an empty directory).
+    """
+
+    def __init__(self, results_dir: str | os.PathLike | None = None, name: str | None = None):
+        if results_dir is None:
+            if not name:
+                raise ValueError("Run(None, name=...) needs a name to build results/manual/<name>")
+            results_dir = find_root() / "results" / "manual" / _filename(name, "")
+        self.dir = Path(results_dir).resolve()
+        self.name = name or self.dir.name
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.dir)!r}, name={self.name!r})"
+
+    def log(self, key: str, value: Any, doc: str) -> None:
+        """Record ``metrics["values"][key] = value`` with its description ``doc`` (what it is,
+        units) in ``metrics.json``; the file is rewritten atomically. NumPy/PyTorch scalars and
+        arrays are converted to JSON numbers and lists."""
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"metric key must be a non-empty string, got {key!r}")
+        if not isinstance(doc, str) or not doc.strip():
+            raise ValueError(f"metric {key!r} needs a doc string saying what it is and its units")
+        path = self.dir / METRICS
+        metrics = read_json(path) if path.exists() else {"values": {}, "doc": {}}
+        metrics["values"][key] = to_json(value)
+        metrics["doc"][key] = doc.strip()
+        write_json(path, metrics)
+
+    def savefig(self, fig: Any, name: str) -> Path:
+        """Save a Matplotlib figure as ``<dir>/<name>.png`` (150 dpi, tight bounding box) and
+        return the path; the figure is left open so the notebook still displays it."""
+        path = self.dir / _filename(name, ".png")
+        fig.savefig(path, dpi=FIGURE_DPI, bbox_inches="tight")
+        return path
+
+    def save_table(self, df: Any, name: str) -> Path:
+        """Save a pandas DataFrame as ``<dir>/<name>.csv`` and return the path; the index is
+        written unless it is the default unnamed ``0 .. n-1``."""
+        import pandas as pd
+
+        if not isinstance(df, pd.DataFrame):
+            raise ValueError(f"save_table needs a pandas DataFrame, got {type(df).__name__}")
+        path = self.dir / _filename(name, ".csv")
+        default = all(n is None for n in df.index.names) and df.index.equals(pd.RangeIndex(len(df)))
+        df.to_csv(path, index=not default)
+        return path
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A completed run read back from disk: ``metrics`` (the ``values`` of metrics.json),
+    ``params`` (params.json), ``provenance`` (provenance.json) and its directory ``dir``."""
+
+    name: str
+    profile: str
+    dir: Path
+    metrics: dict
+    params: dict
+    provenance: dict
+
+
+def load_run(name: str, profile: str, root: str | os.PathLike | None = None) -> RunRecord:
+    """Read the completed run ``results/<profile>/<name>`` (``root`` defaults to :func:`find_root`).
+
+    Raises ``ValueError`` if the run is missing or incomplete (no ``provenance.json``).
+    """
+    root = find_root() if root is None else Path(root)
+    folder = Path(root) / "results" / profile / name
+    if not (folder / PROVENANCE).is_file():
+        raise ValueError(
+            f"no completed run {name!r} for profile {profile!r} in {folder}; create it with "
+            f"`python -m rmtlib.reproduce --profile {profile} --only {name}`"
+        )
+    metrics = read_json(folder / METRICS) if (folder / METRICS).exists() else {"values": {}}
+    params = read_json(folder / PARAMS) if (folder / PARAMS).exists() else {}
+    return RunRecord(name, profile, folder, metrics["values"], params, read_json(folder / PROVENANCE))
