@@ -35,8 +35,10 @@ For each run (dependencies first) the runner
    files keep their mtime, so Sphinx rebuilds nothing).
 
 A failing run exits non-zero with one line naming the notebook, the failing cell index and the
-exception; its book copy is deleted (and so are those of the runs depending on it) and the partial
-executed notebook is kept as ``results/<profile>/<name>/failed.ipynb``.
+exception; its book copy is deleted (and so are those of the runs depending on it), the previous
+results in ``results/<profile>/<name>/`` are left as they were (nothing is lost; they record the
+inputs they came from, so they are not mistaken for current ones) and the failed attempt, with the
+partial executed notebook, is kept in ``results/<profile>/<name>.failed/failed.ipynb``.
 """
 
 from __future__ import annotations
@@ -456,10 +458,18 @@ def _execute(spec: RunSpec, layout: Layout, profile: str, digest: str, dependenc
     folder = spec.results_dir(layout, profile)
     nb_path = layout.notebooks / spec.notebook
     rel = nb_path.relative_to(layout.root) if nb_path.is_relative_to(layout.root) else nb_path
-    (folder / PROVENANCE).unlink(missing_ok=True)  # incomplete from here on
-    shutil.rmtree(folder, ignore_errors=True)
+    # The previous results stay intact until this run succeeds: they are set aside, then
+    # deleted on success or put back on failure (the failed attempt goes to <name>.failed/).
+    previous = folder.with_name(f"{folder.name}.previous")
+    failed_dir = folder.with_name(f"{folder.name}.failed")
+    shutil.rmtree(previous, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, previous)
     folder.mkdir(parents=True)
-    params = {**spec.params, "profile": profile, "results_dir": str(folder)}
+    # relative to the notebook's folder (its working directory), so that the executed
+    # notebook shown in the book names no machine-specific path
+    params = {**spec.params, "profile": profile,
+              "results_dir": os.path.relpath(folder, nb_path.parent)}
     write_json(folder / PARAMS, params)
     start = time.time()
     logging.getLogger("papermill").setLevel(logging.ERROR)  # its parameter warnings: validated above
@@ -480,7 +490,11 @@ def _execute(spec: RunSpec, layout: Layout, profile: str, digest: str, dependenc
         kept = ""
         if (folder / EXECUTED).exists():
             os.replace(folder / EXECUTED, folder / FAILED)
-            kept = f" (partial notebook: {folder / FAILED})"
+            kept = f" (partial notebook: {failed_dir / FAILED})"
+        shutil.rmtree(failed_dir, ignore_errors=True)
+        os.replace(folder, failed_dir)
+        if previous.exists():
+            os.replace(previous, folder)
         return Outcome(spec.name, "failed", f"run {spec.name!r} failed in {rel}, {where}: {error}{kept}",
                        time.time() - start, digest)
     finally:
@@ -489,6 +503,8 @@ def _execute(spec: RunSpec, layout: Layout, profile: str, digest: str, dependenc
         else:
             os.environ["PYTHONPATH"] = env_path
     end = time.time()
+    shutil.rmtree(previous, ignore_errors=True)
+    shutil.rmtree(failed_dir, ignore_errors=True)
     write_json(folder / PROVENANCE, {
         "name": spec.name, "title": spec.title, "profile": profile, "notebook": spec.notebook.as_posix(),
         "input_hash": digest, "rmtlib_source_hash": rmtlib_hash, "rmtlib_version": _rmtlib_version(),
@@ -561,6 +577,7 @@ def reproduce(profile: str = "default", only: list[str] | None = None, *, layout
             spec.book_path(layout).unlink(missing_ok=True)  # never leave a page older than its results
             outcome = _execute(spec, layout, profile, digest, dependency_runs, kernel, rmtlib_hash, git)
         if outcome.status in ("executed", "cached"):
+            shutil.rmtree(folder.with_name(f"{folder.name}.failed"), ignore_errors=True)  # obsolete
             run_ids[spec.name] = (_provenance(folder) or {}).get("run_id")
             outcome.extra["copied"] = _publish(folder / EXECUTED, spec.book_path(layout))
         else:

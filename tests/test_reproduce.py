@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -223,7 +224,8 @@ def test_runs_execute_record_results_and_are_cached(repo):
     assert json.loads((folder / "metrics.json").read_text()) == {
         "values": {"value": 2.5}, "doc": {"value": "scale * count + seed (dimensionless)"}}
     assert json.loads((folder / "params.json").read_text()) == {
-        "seed": 1, "count": 3, "scale": 0.5, "profile": "quick", "results_dir": str(folder)}
+        "seed": 1, "count": 3, "scale": 0.5, "profile": "quick",
+        "results_dir": os.path.relpath(folder, repo.notebooks / "part")}  # machine-independent
     prov = json.loads((folder / "provenance.json").read_text())
     assert prov["input_hash"] == first[0].input_hash and prov["seed"] == 1 and prov["profile"] == "quick"
     assert prov["rmtlib_source_hash"] == rp.source_hash(PACKAGE) and prov["rmtlib_version"] == rmtlib.__version__
@@ -285,8 +287,18 @@ def test_a_failing_notebook_is_reported_and_its_stale_page_removed(repo):
     assert "\n" not in demo.message and "dependency 'demo' failed" in after.message
     assert not (repo.book / "part" / "demo.ipynb").exists() and not (repo.book / "part" / "after.ipynb").exists()
     folder = repo.results / "quick" / "demo"
-    assert (folder / "failed.ipynb").is_file()
-    assert not (folder / "executed.ipynb").exists() and not (folder / "provenance.json").exists()
+    assert (repo.results / "quick" / "demo.failed" / "failed.ipynb").is_file()
+    assert str(repo.results / "quick" / "demo.failed" / "failed.ipynb") in demo.message
+    # nothing is lost: the previous good results stay, recording the inputs they came from
+    assert json.loads((folder / "metrics.json").read_text())["values"] == {"value": 2.5}
+    assert json.loads((folder / "provenance.json").read_text())["input_hash"] != demo.input_hash
+    assert not (repo.results / "quick" / "demo.previous").exists()
+    # reverted: the kept results match the inputs again, so they are reused as they are, the
+    # page comes back and the record of the failed attempt is dropped
+    write_notebook(nb, body=BODY_SRC)
+    assert _status(rp.reproduce("quick", layout=repo)) == {"demo": "cached", "after": "cached"}
+    assert not (repo.results / "quick" / "demo.failed").exists()
+    assert (repo.book / "part" / "demo.ipynb").is_file()
 
 
 def test_cli_exit_codes_and_summary(repo, capsys):
