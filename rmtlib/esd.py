@@ -76,8 +76,18 @@ def gram_eigenvalues(W: np.ndarray) -> np.ndarray:
     m, n = W.shape
     N = max(m, n)
     G = W @ W.T if m <= n else W.T @ W
-    lam = np.linalg.eigvalsh(G).astype(np.float64) / N
-    return np.maximum(lam, 0.0)
+    if min(m, n) >= _TORCH_EIG_FROM:
+        import torch  # MKL's solver: 5-8x faster than OpenBLAS's at p = 4096 (measured here)
+
+        lam = torch.linalg.eigvalsh(torch.from_numpy(np.ascontiguousarray(G))).numpy()
+    else:
+        lam = np.linalg.eigvalsh(G)
+    return np.maximum(lam.astype(np.float64) / N, 0.0)
+
+
+# Below this size NumPy's eigvalsh was faster on the 2-core machine that builds the book
+# (784: 30 vs 45 ms), above it PyTorch's (3000: 0.64 vs 1.0 s; 4096: 1.4-2.5 vs 12-19 s).
+_TORCH_EIG_FROM = 1500
 
 
 @dataclass(frozen=True, eq=False)

@@ -18,7 +18,7 @@ def seed_everything(seed: int) -> np.random.Generator:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     seed = int(seed)
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - the legacy global state, for code that uses it
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency, but the math does not need it

@@ -44,9 +44,9 @@ def test_beta_is_the_false_spike_rate_of_pure_noise():
     bulk and finite N the realised rate is somewhat higher (~0.15 for beta = 0.1 here)."""
     shape = (500, 250)
     lam = noise_eigenvalues(shape, 400, random_state=5)
-    rate = np.mean([fit_bema(l, shape=shape, beta=0.1).n_spikes > 0 for l in lam])
+    rate = np.mean([fit_bema(e, shape=shape, beta=0.1).n_spikes > 0 for e in lam])
     assert 0.05 <= rate <= 0.2
-    rate_half = np.mean([fit_bema(l, shape=shape, beta=0.5).n_spikes > 0 for l in lam])
+    rate_half = np.mean([fit_bema(e, shape=shape, beta=0.5).n_spikes > 0 for e in lam])
     assert rate_half > 2 * rate
 
 

@@ -49,7 +49,7 @@ def test_null_calibrates_acceptance_on_fresh_noise(tmp_path, monkeypatch):
     null = gof_null(shape, 0.2, n_sim=400, random_state=1)
     assert null.n_sim == 400 and np.all(np.diff(null.samples) >= 0)
     fresh = noise_eigenvalues(shape, 300, random_state=99)
-    fits = [fit_bema(l, shape=shape) for l in fresh]
+    fits = [fit_bema(e, shape=shape) for e in fresh]
     rejected = np.mean([not accept(f, "calibrated", level=0.95, random_state=1) for f in fits])
     assert 0.01 <= rejected <= 0.11  # nominal 5%
     pv = np.array([null.pvalue(f.gof) for f in fits])

@@ -169,8 +169,8 @@ def test_gd_lambda_star_solves_the_amse_crossing():
     # Keeping it costs x^2 + y^2 - 2 x y c c~, dropping it x^2; the optimal threshold is the
     # y(x*) where the two are equal, y = 2 x c c~.
     for beta in (0.02, 0.1, 0.25, 0.5, 0.77, 1.0):
-        y = lambda x: math.sqrt((x + 1 / x) * (x + beta / x))  # noqa: E731
-        cc = lambda x: (x**4 - beta) / math.sqrt((x**4 + beta * x**2) * (x**4 + x**2))  # noqa: E731
+        y = lambda x: math.sqrt((x + 1 / x) * (x + beta / x))
+        cc = lambda x: (x**4 - beta) / math.sqrt((x**4 + beta * x**2) * (x**4 + x**2))
         x_star = optimize.brentq(lambda x: y(x) - 2 * x * cc(x), beta**0.25 * (1 + 1e-9), 10.0,
                                  xtol=1e-15)
         assert gd_lambda_star(beta) == pytest.approx(y(x_star), rel=1e-12)
@@ -180,7 +180,7 @@ def test_gd_lambda_star_solves_the_amse_crossing():
 
 def _mp_median_by_quadrature(beta):
     a, b = (1 - math.sqrt(beta)) ** 2, (1 + math.sqrt(beta)) ** 2
-    dens = lambda x: math.sqrt((b - x) * (x - a)) / (2 * math.pi * beta * x)  # noqa: E731
+    dens = lambda x: math.sqrt((b - x) * (x - a)) / (2 * math.pi * beta * x)
     return optimize.brentq(lambda t: integrate.quad(dens, a, t, limit=200)[0] - 0.5, a, b, xtol=1e-14)
 
 

@@ -41,12 +41,12 @@ def run(quick: bool = False) -> dict:
         # interleave the two measurements so that load changes hit both alike
         eig_t, bema_t = [], []
         for _ in range(repeats):
-            eig_t.append(_median_time(lambda: gram_eigenvalues(W), 1))
-            bema_t.append(_median_time(lambda: fit_bema(W), 1))
+            eig_t.append(_median_time(lambda W=W: gram_eigenvalues(W), 1))
+            bema_t.append(_median_time(lambda W=W: fit_bema(W), 1))
         lam = gram_eigenvalues(W)
-        warm = _median_time(lambda: fit_bema(lam, shape=shape), 25)
+        warm = _median_time(lambda lam=lam, shape=shape: fit_bema(lam, shape=shape), 25)
 
-        def cold():
+        def cold(lam=lam, shape=shape):
             _window_quantiles.cache_clear()
             fit_bema(lam, shape=shape)
 
