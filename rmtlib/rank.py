@@ -287,7 +287,7 @@ def screenot_threshold(noise_singular_values, gamma: float) -> float:
     if scale == 0.0:
         return 0.0  # no noise at all: keep every non-zero singular value
     z = z / scale  # work at unit scale
-    f = lambda y: float(_psi(y, z, g)) + 4.0  # noqa: E731
+    f = lambda y: float(_psi(y, z, g)) + 4.0
     lo, hi = 1.0 + 1e-12, 2.0
     while f(hi) < 0:  # Psi -> -2 > -4 as y -> inf, so this stops
         lo, hi = hi, 2.0 * hi

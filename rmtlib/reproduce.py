@@ -479,7 +479,7 @@ def _execute(spec: RunSpec, layout: Layout, profile: str, digest: str, dependenc
         pm.execute_notebook(nb_path, folder / EXECUTED, parameters=params, kernel_name=kernel,
                             language="python", cwd=nb_path.parent, progress_bar=True,
                             config=Config({"KernelManager": {"transport_encryption": "auto"}}))
-    except Exception as exc:  # noqa: BLE001 - every failure is reported the same way
+    except Exception as exc:  # every failure is reported the same way
         if isinstance(exc, PapermillExecutionError):
             first = _parameters_cell(_read_notebook(nb_path), nb_path)
             index = exc.cell_index - (1 if exc.cell_index > first + 1 else 0)  # minus injected cell

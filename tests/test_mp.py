@@ -15,7 +15,7 @@ def test_closed_form_cdf_matches_high_precision_quadrature(gamma):
     where the closed form is evaluated in a cancellation-free way."""
     mpmath.mp.dps = 40
     a, b = mp_edges(gamma)
-    dens = lambda t: mpmath.sqrt((b - t) * (t - a)) / (2 * mpmath.pi * gamma * t)  # noqa: E731
+    dens = lambda t: mpmath.sqrt((b - t) * (t - a)) / (2 * mpmath.pi * gamma * t)
     mp = MarchenkoPastur(gamma)
     for d in [1e-9, 1e-6, 1e-3, 0.1]:
         x_lo, x_hi = a + d * (b - a), b - d * (b - a)
