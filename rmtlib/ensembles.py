@@ -30,6 +30,7 @@ __all__ = [
     "bbp_threshold",
     "noise_eigenvalues",
     "spiked_matrix",
+    "low_rank_signal",
 ]
 
 
@@ -89,6 +90,24 @@ def spiked_matrix(shape, thetas=(), *, sigma: float = 1.0, random_state=None,
     """
     m, n = _check_shape(shape)
     thetas = np.atleast_1d(np.asarray(thetas, dtype=np.float64))
+    if not (math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma must be positive and finite, got {sigma!r}")
+    rng = check_random_state(random_state)
+    W = sigma * rng.standard_normal((m, n))
+    if thetas.size:
+        W += low_rank_signal((m, n), thetas, sigma=sigma, random_state=rng)
+    return W.astype(dtype, copy=False)
+
+
+def low_rank_signal(shape, thetas, *, sigma: float = 1.0, random_state=None) -> np.ndarray:
+    r"""The signal part ``S = sigma * sqrt(N) * sum_i theta_i u_i v_i^T`` of the spiked model,
+    alone, to add to noise of any kind (``sigma`` is the noise scale ``theta`` is measured in).
+
+    ``u_i`` (then ``v_i``) are the Q factors of Gaussian matrices: Haar-random orthonormal
+    columns.
+    """
+    m, n = _check_shape(shape)
+    thetas = np.atleast_1d(np.asarray(thetas, dtype=np.float64))
     if thetas.ndim != 1 or np.any(~np.isfinite(thetas)) or np.any(thetas < 0):
         raise ValueError(f"thetas must be finite and non-negative, got {thetas!r}")
     if thetas.size > min(m, n):
@@ -96,13 +115,9 @@ def spiked_matrix(shape, thetas=(), *, sigma: float = 1.0, random_state=None,
     if not (math.isfinite(sigma) and sigma > 0):
         raise ValueError(f"sigma must be positive and finite, got {sigma!r}")
     rng = check_random_state(random_state)
-    N = max(m, n)
-    W = sigma * rng.standard_normal((m, n))
-    if thetas.size:
-        U, _ = np.linalg.qr(rng.standard_normal((m, thetas.size)))
-        V, _ = np.linalg.qr(rng.standard_normal((n, thetas.size)))
-        W += (U * (sigma * math.sqrt(N) * thetas)) @ V.T
-    return W.astype(dtype, copy=False)
+    U, _ = np.linalg.qr(rng.standard_normal((m, thetas.size)))
+    V, _ = np.linalg.qr(rng.standard_normal((n, thetas.size)))
+    return (U * (sigma * math.sqrt(max(m, n)) * thetas)) @ V.T
 
 
 def bbp_threshold(gamma: float) -> float:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._threads import SMALL, single_threaded
+
 __all__ = ["Spectrum", "as_matrix", "gram_eigenvalues", "spectrum"]
 
 
@@ -74,20 +76,16 @@ def gram_eigenvalues(W: np.ndarray) -> np.ndarray:
     BEMA.  Tiny negative round-off values are clipped to 0.
     """
     m, n = W.shape
-    N = max(m, n)
-    G = W @ W.T if m <= n else W.T @ W
-    if min(m, n) >= _TORCH_EIG_FROM:
+    N, p = max(m, n), min(m, n)
+    if p >= SMALL:
         import torch  # MKL's solver: 5-8x faster than OpenBLAS's at p = 4096 (measured here)
 
-        lam = torch.linalg.eigvalsh(torch.from_numpy(np.ascontiguousarray(G))).numpy()
-    else:
-        lam = np.linalg.eigvalsh(G)
+        Wt = torch.from_numpy(np.ascontiguousarray(W))
+        lam = torch.linalg.eigvalsh(Wt @ Wt.T if m <= n else Wt.T @ Wt).numpy()
+    else:  # NumPy's solver on one thread is the fastest below SMALL (784: 30 vs 45 ms)
+        with single_threaded(p):
+            lam = np.linalg.eigvalsh(W @ W.T if m <= n else W.T @ W)
     return np.maximum(lam.astype(np.float64) / N, 0.0)
-
-
-# Below this size NumPy's eigvalsh was faster on the 2-core machine that builds the book
-# (784: 30 vs 45 ms), above it PyTorch's (3000: 0.64 vs 1.0 s; 4096: 1.4-2.5 vs 12-19 s).
-_TORCH_EIG_FROM = 1500
 
 
 @dataclass(frozen=True, eq=False)

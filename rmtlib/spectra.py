@@ -39,6 +39,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ._threads import single_threaded
+
 __all__ = [
     "ANALYZE_COLUMNS",
     "Decomposition",
@@ -195,8 +197,9 @@ def decompose(matrix: torch.Tensor, *, dtype: torch.dtype | None = None) -> Deco
     _check_finite(W, "matrix")
     m, n = W.shape
     right = n <= m
-    G = W.T @ W if right else W @ W.T
-    evals, evecs = torch.linalg.eigh(G)
+    with single_threaded(min(m, n)):
+        G = W.T @ W if right else W @ W.T
+        evals, evecs = torch.linalg.eigh(G)
     s = evals.flip(0).clamp_min(0).sqrt()
     return Decomposition(W, s, evecs.flip(1), right)
 
@@ -206,8 +209,9 @@ def _pooled_tap_eigenvalues(module: nn.Conv2d) -> tuple[np.ndarray, tuple[int, i
     taps = tap_matrices(module)
     taps = taps.to(torch.float64 if taps.dtype == torch.float64 else torch.float32)
     t, m, n = taps.shape
-    G = taps.transpose(1, 2) @ taps if n <= m else taps @ taps.transpose(1, 2)
-    lam = torch.linalg.eigvalsh(G).clamp_min(0).double().cpu().numpy().ravel() / max(m, n)
+    with single_threaded(min(m, n)):
+        G = taps.transpose(1, 2) @ taps if n <= m else taps @ taps.transpose(1, 2)
+        lam = torch.linalg.eigvalsh(G).clamp_min(0).double().cpu().numpy().ravel() / max(m, n)
     return np.sort(lam), (t * m, t * n)
 
 
