@@ -19,7 +19,15 @@ __all__ = [
     "COLORS",
     "LABELS",
     "accuracy_vs_rank",
+    "density_curves",
+    "esd_grid",
     "esd_histogram",
+    "paired_comparison",
+    "rank_bars",
+    "rank_error_grid",
+    "sample_histogram",
+    "seed_curves",
+    "sweep_plot",
     "training_curves",
     "use_style",
 ]
@@ -332,3 +340,401 @@ def training_curves(
         ax.set_title(title)
     ax.legend(loc="best")
     return ax
+
+
+# -- theory chapter: laws, sweeps, rank selectors ------------------------------------------
+def _ref_lines(ax, hlines=None, vlines=None) -> None:
+    """Labelled horizontal / vertical reference lines (mapping label -> position), in greys
+    so that they never share a colour with a data series."""
+    for i, (name, y) in enumerate((hlines or {}).items()):
+        ax.axhline(float(y), color=COLORS["reference"], ls=[":", "-.", "--"][i % 3], lw=1.3,
+                   label=str(name))
+    for i, (name, x) in enumerate((vlines or {}).items()):
+        ax.axvline(float(x), color=COLORS["full"], ls=["--", ":", "-."][i % 3], lw=1.4,
+                   label=str(name))
+
+
+def _finish(ax, xlabel, ylabel, title, legend_loc):
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title is not None:
+        ax.set_title(title)
+    if legend_loc is not None and ax.get_legend_handles_labels()[0]:
+        # a white box keeps reference lines from crossing the legend's text
+        ax.legend(loc=legend_loc, frameon=True, framealpha=0.9, edgecolor="none")
+    return ax
+
+
+def _check_curve(name, pair, sizes=(2,)):
+    if not isinstance(pair, (tuple, list)) or len(pair) not in sizes:
+        raise ValueError(f"{name} must be an (x, y{', yerr' if 3 in sizes else ''}) tuple")
+    arrs = [np.asarray(v, dtype=np.float64) for v in pair]
+    if any(a.ndim != 1 or a.shape != arrs[0].shape for a in arrs):
+        raise ValueError(f"{name}: x, y (and yerr) must be 1-D arrays of equal length, "
+                         f"got shapes {[a.shape for a in arrs]}")
+    return arrs
+
+
+def density_curves(laws, x, ax=None, *, vlines=None, xlabel: str = "x",
+                   ylabel: str = LABELS["density"], title: str | None = None,
+                   legend_loc: str | None = "best"):
+    """Densities of several laws on the grid ``x``.
+
+    Parameters
+    ----------
+    laws : mapping label -> law
+        Objects with a vectorized ``pdf`` (e.g. :class:`rmtlib.tw.TracyWidom`,
+        :class:`rmtlib.mp.MarchenkoPastur`), drawn in the order given.
+    x : array_like
+        Evaluation grid (the units of the laws' variable; say which in ``xlabel``).
+    vlines : mapping label -> float, optional
+        Labelled vertical lines (e.g. a quantile used as a threshold).
+    """
+    if not isinstance(laws, Mapping) or not laws:
+        raise ValueError("laws must be a non-empty mapping label -> law with a pdf method")
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 1 or x.size < 2 or not np.all(np.isfinite(x)):
+        raise ValueError("x must be a 1-D grid of at least 2 finite points")
+    ax = _axes(ax)
+    for i, (name, law) in enumerate(laws.items()):
+        ax.plot(x, law.pdf(x), color=f"C{i}", lw=2, label=str(name))
+    _ref_lines(ax, vlines=vlines)
+    ax.set_ylim(bottom=0)
+    return _finish(ax, xlabel, ylabel, title, legend_loc)
+
+
+def sample_histogram(samples, law=None, ax=None, *, bins=40, law_label: str = "limit density",
+                     vlines=None, xlabel: str = "x", ylabel: str = LABELS["density"],
+                     title: str | None = None, grid_points: int = 400, unit: str = "samples",
+                     legend_loc: str | None = "best", clip_to_bars: bool = False,
+                     headroom: float = 1.15):
+    """Density histograms of one or several samples, optionally against a law's density.
+
+    Parameters
+    ----------
+    samples : array_like or mapping label -> array_like
+        One sample, or several drawn as overlaid step histograms on common bin edges.
+    law : object with ``pdf``, optional
+        Reference law (e.g. :class:`rmtlib.tw.TracyWidom` for scaled largest eigenvalues);
+        its density is drawn over the range of the bins.
+    bins : int or sequence
+        Passed to :func:`numpy.histogram_bin_edges` on the pooled samples.
+    vlines : mapping label -> float, optional
+        Labelled vertical lines (an observed statistic, a cutoff, ...).
+    unit : str or None
+        What one sample value is, for the legend ("draws", "eigenvalues", ...): a sample is
+        labelled ``"name (size unit)"``, or just ``"name"`` when ``unit`` is None.
+    clip_to_bars : bool
+        Set the top of the y-axis by the bars (``headroom`` times the highest), for a law
+        whose density diverges at an edge (the MP law of a square matrix at 0); a larger
+        ``headroom`` leaves room for the legend above the bars.
+
+    The law's density is drawn over the bins and, when its support is finite, the whole
+    support.
+    """
+    data = dict(samples) if isinstance(samples, Mapping) else {"sample": samples}
+    if not data:
+        raise ValueError("samples must not be empty")
+    arrays = {}
+    for name, s in data.items():
+        a = np.asarray(s, dtype=np.float64).ravel()
+        if a.size == 0 or not np.all(np.isfinite(a)):
+            raise ValueError(f"sample {name!r} must be a non-empty array of finite numbers")
+        arrays[name] = a
+    edges = np.histogram_bin_edges(np.concatenate(list(arrays.values())), bins=bins)
+    ax = _axes(ax)
+    single = len(arrays) == 1
+    top = 0.0
+    for i, (name, a) in enumerate(arrays.items()):
+        label = str(name if isinstance(samples, Mapping) else "sample")
+        label += "" if unit is None else f" ({a.size} {unit})"
+        if single:
+            heights, _, _ = ax.hist(a, bins=edges, density=True, color=COLORS["esd"], alpha=0.6,
+                                    lw=0, label=label)
+        else:
+            heights, _, _ = ax.hist(a, bins=edges, density=True, histtype="step", lw=1.8,
+                                    color=f"C{i}", label=label)
+        top = max(top, float(np.max(heights)))
+    if law is not None:
+        lo, hi = law.support() if hasattr(law, "support") else (-np.inf, np.inf)
+        x = np.linspace(min(edges[0], lo) if np.isfinite(lo) else edges[0],
+                        max(edges[-1], hi) if np.isfinite(hi) else edges[-1], grid_points)
+        ax.plot(x, law.pdf(x), color=COLORS["mp"] if single else "k", lw=2, label=law_label)
+    _ref_lines(ax, vlines=vlines)
+    ax.set_ylim(0, headroom * top if clip_to_bars else None)
+    ax.locator_params(axis="x", nbins=6)  # long tick labels (e.g. 0.00325) must not collide
+    return _finish(ax, xlabel, ylabel, title, legend_loc)
+
+
+def sweep_plot(series=None, ax=None, *, theory=None, reference=None, band=None, hlines=None,
+               vlines=None, xlabel: str = "x", ylabel: str = "y", title: str | None = None,
+               legend_loc: str | None = "best", dodge: float = 0.0, colors=None):
+    """Quantities against a swept parameter: simulations with error bars, theory curves,
+    published values and reference lines on one axis.
+
+    Parameters
+    ----------
+    series : mapping label -> (x, y) or (x, y, yerr), optional
+        Computed values, drawn as markers joined by lines, with ``yerr`` error bars
+        (e.g. ± 1 sd over draws).
+    theory : mapping label -> (x, y), optional
+        Theoretical curves, drawn as lines without markers.
+    reference : mapping label -> (x, y), optional
+        Published / reference values, drawn as open grey markers.
+    band : mapping label -> (low, high), optional
+        Horizontal shaded bands (e.g. a published range).
+    hlines, vlines : mapping label -> float, optional
+        Labelled reference lines (a bulk edge, a threshold, a nominal level).
+    dodge : float
+        Horizontal offset between consecutive ``series`` (x units), so that error bars of
+        series sharing the same x values do not hide each other; 0 draws them at x.
+    colors : mapping label -> colour, optional
+        Colours of the ``series`` (default: the colour cycle ``C0, C1, ...`` in order), so
+        that one quantity keeps its colour across figures.
+    """
+    ax = _axes(ax)
+    if not (series or theory or reference):
+        raise ValueError("sweep_plot needs at least one of series, theory or reference")
+    for i, (name, (lo, hi)) in enumerate((band or {}).items()):
+        ax.axhspan(float(lo), float(hi), color=COLORS["reference"], alpha=0.18 + 0.1 * i, lw=0,
+                   label=str(name))
+    for i, (name, pair) in enumerate((theory or {}).items()):
+        x, y = _check_curve(f"theory {name!r}", pair)
+        ax.plot(x, y, color="k" if i == 0 else f"C{7 + i}", ls=["-", "--", ":"][i % 3], lw=1.8,
+                label=str(name))
+    n_series = len(series or {})
+    for i, (name, triple) in enumerate((series or {}).items()):
+        arrs = _check_curve(f"series {name!r}", triple, sizes=(2, 3))
+        yerr = arrs[2] if len(arrs) == 3 else None
+        shift = (i - (n_series - 1) / 2) * float(dodge)
+        ax.errorbar(arrs[0] + shift, arrs[1], yerr=yerr, fmt="o-", ms=4, lw=1.3, capsize=2.5,
+                    color=(colors or {}).get(name, f"C{i}"), label=str(name))
+    for i, (name, pair) in enumerate((reference or {}).items()):
+        x, y = _check_curve(f"reference {name!r}", pair)
+        ax.plot(x, y, ["s", "^", "v", "D"][i % 4], mfc="none", mew=1.5, ms=8, ls=":",
+                color=COLORS["reference"], label=str(name))
+    _ref_lines(ax, hlines, vlines)
+    return _finish(ax, xlabel, ylabel, title, legend_loc)
+
+
+def _mean_sd(df: pd.DataFrame, by: list[str], y: str) -> pd.DataFrame:
+    out = df.groupby(by, sort=True)[y].agg(["mean", "std", "count"]).reset_index()
+    out["std"] = out["std"].fillna(0.0)  # a single draw has no spread
+    return out
+
+
+def rank_error_grid(df: pd.DataFrame, *, x: str = "theta", y: str = "error", hue: str = "method",
+                    facet: str = "gamma", vlines=None, yscale: str = "linear",
+                    linthresh: float = 5.0, dodge: float = 0.0, colors=None,
+                    xlabel: str = r"spike strength $\theta$ (noise units)",
+                    ylabel: str = "rank error (estimated $-$ true)", facet_label=None,
+                    width: float = 4.2, height: float = 3.6):
+    """Mean ± sd of a rank error against ``x``, one line per ``hue``, one panel per ``facet``.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Tidy rows (one per draw and selector) with columns ``x``, ``y``, ``hue``, ``facet``.
+    vlines : mapping facet value -> mapping label -> float, optional
+        Per-panel vertical lines (e.g. the BBP threshold of that aspect ratio).
+    yscale : str
+        ``"linear"`` or ``"symlog"`` (when one selector is off by orders of magnitude);
+        ``linthresh`` is the half-width of the linear part of a symlog axis.
+    dodge : float
+        Horizontal offset between the ``hue`` lines (see :func:`sweep_plot`).
+    colors : mapping hue value -> colour, optional
+        Fixed colours per ``hue`` value (default: the colour cycle in order of appearance).
+    facet_label : callable, optional
+        Panel title from the facet value (default ``f"{facet} = {value:g}"``).
+
+    Returns
+    -------
+    numpy.ndarray of Axes
+        One per facet value; the figure is ``axes[0].figure``, the legend sits below it.
+    """
+    missing = [c for c in (x, y, hue, facet) if c not in df]
+    if missing:
+        raise ValueError(f"columns {missing} not found; available: {sorted(df.columns)}")
+    facets = sorted(df[facet].unique())
+    fig, axes = plt.subplots(1, len(facets), figsize=(width * len(facets), height),
+                             sharey=True, squeeze=False, layout="constrained")
+    axes = axes[0]
+    hues = list(dict.fromkeys(df[hue]))
+    for ax, value in zip(axes, facets):
+        stats = _mean_sd(df[df[facet] == value], [hue, x], y)
+        series = {h: (g[x], g["mean"], g["std"]) for h in hues
+                  for g in [stats[stats[hue] == h]] if len(g)}
+        sweep_plot(series, ax, vlines=(vlines or {}).get(value), xlabel=xlabel, dodge=dodge,
+                   colors=colors,
+                   ylabel=ylabel if ax is axes[0] else "", legend_loc=None,
+                   title=facet_label(value) if facet_label else f"{facet} = {value:g}")
+        ax.axhline(0.0, color=COLORS["full"], lw=0.8)
+        ax.set_yscale(yscale, **({"linthresh": linthresh} if yscale == "symlog" else {}))
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4))
+    return axes
+
+
+def rank_bars(df: pd.DataFrame, *, true_rank=None, x: str = "case", y: str = "rank",
+              hue: str = "method", ax=None, log: bool = False, colors=None,
+              ylabel: str = "estimated rank (mean ± sd over draws)", xlabel: str = "",
+              title: str | None = None):
+    """Grouped bars: mean ± sd of ``y`` per ``x`` category and ``hue``, with the true rank.
+
+    ``df`` holds one row per draw; ``true_rank`` (a number) is drawn as a horizontal line.
+    ``log=True`` uses a symmetric-log axis (when some selectors keep hundreds of values);
+    ``colors`` maps ``hue`` values to fixed colours (default: the colour cycle in order).
+    """
+    missing = [c for c in (x, y, hue) if c not in df]
+    if missing:
+        raise ValueError(f"columns {missing} not found; available: {sorted(df.columns)}")
+    ax = _axes(ax)
+    cats, hues = list(dict.fromkeys(df[x])), list(dict.fromkeys(df[hue]))
+    stats = _mean_sd(df, [x, hue], y).set_index([x, hue])
+    width = 0.8 / len(hues)
+    pos = np.arange(len(cats))
+    for i, h in enumerate(hues):
+        rows = [stats.loc[(c, h)] if (c, h) in stats.index else None for c in cats]
+        mean = np.array([np.nan if r is None else r["mean"] for r in rows])
+        sd = np.array([0.0 if r is None else r["std"] for r in rows])
+        ax.bar(pos + (i - (len(hues) - 1) / 2) * width, mean, width, yerr=sd, capsize=2,
+               color=(colors or {}).get(h, f"C{i}"), label=str(h))
+    if true_rank is not None:
+        ax.axhline(float(true_rank), color="k", ls="--", lw=1.2, label=f"true rank = {true_rank:g}")
+    ax.set_xticks(pos, [str(c) for c in cats])
+    if log:
+        ax.set_yscale("symlog", linthresh=10)
+    ax.grid(axis="x", visible=False)
+    _finish(ax, xlabel, ylabel, title, None)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return ax
+
+
+# -- paper 1: one curve per seed, paired comparisons ----------------------------------------
+def seed_curves(data: pd.DataFrame, y: str = "test_acc", ax=None, *, x: str = "epoch",
+                by: str = "recipe", seed: str = "seed", band: str = "sd", reference=None,
+                hlines=None, vlines=None, xlabel: str | None = None, ylabel: str | None = None,
+                title: str | None = None, legend_loc: str | None = "best"):
+    """Every seed's curve (thin) with the mean over seeds (bold, ± 1 sd band) per group.
+
+    Parameters
+    ----------
+    data : DataFrame
+        Long format: one row per group ``by``, seed ``seed`` and ``x`` value (e.g. the frame
+        of :func:`rmtlib.experiments.run_seeds`, or the rank sweeps of
+        :func:`rmtlib.experiments.truncation_curves` with ``x="k"``).
+    band : {"sd", "none"}
+        Shade mean ± the sample standard deviation over seeds (ddof = 1) where at least two
+        seeds contribute.
+    reference : mapping label -> (x, y), optional
+        Published values, drawn as open grey markers.
+    hlines, vlines : mapping label -> float, optional
+        Labelled reference lines (a full-rank accuracy, a predicted rank).
+
+    Thin lines show what a mean hides: a seed that stalls far below the others.
+    """
+    if band not in ("sd", "none"):
+        raise ValueError(f"band must be 'sd' or 'none', got {band!r}")
+    if not isinstance(data, pd.DataFrame):
+        raise ValueError(f"seed_curves needs a long DataFrame, got {type(data).__name__}")
+    missing = [c for c in (x, y, by, seed) if c not in data]
+    if missing:
+        raise ValueError(f"columns {missing} not found; available: {sorted(data.columns)}")
+    df = data[[by, seed, x, y]].dropna(subset=[y])
+    if df.empty:
+        raise ValueError(f"no finite values of {y!r} to draw")
+    ax = _axes(ax)
+    for i, (group, g) in enumerate(df.groupby(by, sort=False)):
+        color = f"C{i}"
+        for _, run in g.groupby(seed, sort=False):
+            run = run.sort_values(x)
+            ax.plot(run[x], run[y], color=color, lw=0.8, alpha=0.45)
+        stats = g.groupby(x)[y].agg(["mean", "std", "count"]).reset_index()
+        n = g[seed].nunique()
+        ax.plot(stats[x], stats["mean"], "-o", ms=3, lw=2, color=color,
+                label=f"{group} (mean of {n} seeds)" if n > 1 else str(group))
+        ok = stats["count"] > 1
+        if band == "sd" and ok.any():
+            ax.fill_between(stats[x][ok], (stats["mean"] - stats["std"])[ok],
+                            (stats["mean"] + stats["std"])[ok], color=color, alpha=0.18, lw=0)
+    for i, (name, pair) in enumerate((reference or {}).items()):
+        rx, ry = _check_curve(f"reference {name!r}", pair)
+        ax.plot(rx, ry, ["s", "^", "v", "D"][i % 4], mfc="none", mew=1.4, ms=7, ls=":",
+                color=COLORS["reference"], label=str(name))
+    _ref_lines(ax, hlines, vlines)
+    if x == "epoch":
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return _finish(ax, xlabel or LABELS.get(x, x), ylabel or LABELS.get(y, y), title, legend_loc)
+
+
+def paired_comparison(pairs: pd.DataFrame, baseline: str, other: str, ax=None, *,
+                      seed: str = "seed", ylabel: str = LABELS["test_acc"],
+                      title: str | None = None):
+    """One line per seed from its ``baseline`` value to its ``other`` value (a slope chart).
+
+    ``pairs`` has one row per seed with columns ``seed``, ``baseline`` and ``other`` (the
+    output of :func:`rmtlib.experiments.paired_differences`).  Lines going up are seeds
+    where ``other`` is larger; the mean of each column is marked with a bar.
+    """
+    if not isinstance(pairs, pd.DataFrame):
+        raise ValueError(f"paired_comparison needs a DataFrame, got {type(pairs).__name__}")
+    missing = [c for c in (seed, baseline, other) if c not in pairs]
+    if missing:
+        raise ValueError(f"columns {missing} not found; available: {sorted(pairs.columns)}")
+    if pairs.empty:
+        raise ValueError("no pairs to draw")
+    ax = _axes(ax)
+    up = (pairs[other] > pairs[baseline]).to_numpy()
+    for name, a, b, rises in zip(pairs[seed], pairs[baseline], pairs[other], up):
+        ax.plot([0, 1], [a, b], "-o", ms=5, lw=1.2,
+                color=COLORS["accent"] if rises else COLORS["edge"])
+        ax.annotate(str(name), (1, b), xytext=(6, 0), textcoords="offset points",
+                    va="center", fontsize="x-small", color="0.35")
+    for pos, col in ((0, baseline), (1, other)):
+        ax.hlines(pairs[col].mean(), pos - 0.12, pos + 0.12, color="k", lw=2.5)
+    ax.plot([], [], "-o", color=COLORS["accent"], label=f"{other} higher ({int(up.sum())} seeds)")
+    ax.plot([], [], "-o", color=COLORS["edge"], label=f"{other} not higher ({int((~up).sum())} seeds)")
+    ax.plot([], [], "-", color="k", lw=2.5, label="mean over seeds")
+    ax.set_xticks([0, 1], [baseline, other])
+    ax.set_xlim(-0.4, 1.6)
+    ax.grid(axis="x", visible=False)
+    _finish(ax, "", ylabel, title, None)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    return ax
+
+
+def esd_grid(fits, titles=None, *, width: float = 5.2, height: float = 3.4, bins=None):
+    """One row per layer: the whole spectrum (log density, so that the spikes show) and the
+    bulk below :math:`\\hat\\lambda_+` with the fitted MP density.
+
+    Parameters
+    ----------
+    fits : mapping label -> BemaFit
+        Fits of :func:`rmtlib.bema.fit_bema` (they carry the eigenvalues).
+    titles : mapping label -> str, optional
+        Row titles (e.g. the goodness of fit and its verdict); default the label.
+
+    A layer without eigenvalues below its fitted edge gets a note instead of the zoomed
+    panel.  Returns the figure.
+    """
+    if not isinstance(fits, Mapping) or not fits:
+        raise ValueError("fits must be a non-empty mapping label -> BemaFit")
+    titles = dict(titles or {})
+    fig, axes = plt.subplots(len(fits), 2, figsize=(2 * width, height * len(fits)),
+                             squeeze=False, layout="constrained")
+    for (label, fit), (left, right) in zip(fits.items(), axes):
+        title = titles.get(label, str(label))
+        esd_histogram(fit=fit, ax=left, log=True, bins=bins, title=f"{title}\nall eigenvalues")
+        if np.any(fit.eigenvalues <= fit.lambda_plus):
+            esd_histogram(fit=fit, ax=right, zoom=True, bins=bins, show_edge=False,
+                          title=f"{title}\nbulk below $\\hat\\lambda_+$")
+        else:
+            right.text(0.5, 0.5, "no eigenvalue below $\\hat\\lambda_+$", ha="center",
+                       va="center", transform=right.transAxes)
+            right.set_axis_off()
+    for ax in fig.axes:
+        if ax.get_legend() is not None:  # readable over the bars
+            ax.legend(loc="upper right", fontsize="x-small", frameon=True, framealpha=0.85)
+    return fig

@@ -25,7 +25,8 @@ For each run (dependencies first) the runner
    default accepts anything): otherwise it stops before executing anything;
 2. computes the *input hash*: SHA-256 over the notebook's cells (type, source, tags; outputs and
    other metadata ignored), the resolved parameters without ``results_dir``, the run's config
-   entry, every ``.py`` file of ``rmtlib/`` and the input hashes of its dependencies;
+   entry, every ``.py`` file of ``rmtlib/``, the data files listed under ``inputs:`` and the
+   input hashes of its dependencies;
 3. if ``results/<profile>/<name>/provenance.json`` records that hash and the ``run_id`` of each
    dependency's current results, the run is up to date and is not executed; otherwise it
    executes the notebook with papermill (working directory: the notebook's folder; kernel: this
@@ -70,7 +71,7 @@ __all__ = ["PROFILES", "INJECTED", "ConfigError", "Layout", "RunSpec", "Outcome"
 
 PROFILES = ("quick", "default", "paper")
 INJECTED = ("profile", "results_dir")
-ENTRY_KEYS = {"notebook", "title", "depends_on", "params"}
+ENTRY_KEYS = {"notebook", "title", "depends_on", "inputs", "params"}
 PARAM_LEVELS = ("base", "quick", "default", "paper")
 QUICK_BUDGET_S = 60  # per run: CI executes every quick run (all of CI must stay under 25 min)
 KERNEL_NAME = "python3"
@@ -112,6 +113,7 @@ class RunSpec:
     title: str
     depends_on: tuple[str, ...]
     params: dict
+    inputs: tuple[Path, ...] = ()  # data files (relative to Layout.notebooks) the notebook reads
 
     def book_path(self, layout: Layout) -> Path:
         return layout.book / self.notebook
@@ -183,8 +185,15 @@ def load_config(layout: Layout, profile: str) -> dict[str, RunSpec]:
             deps = []
         if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
             raise ConfigError(f"{ctx}: 'depends_on' must be a list of run names or the word 'all'")
+        inputs = entry.get("inputs") or []
+        if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
+            raise ConfigError(f"{ctx}: 'inputs' must be a list of file paths relative to {layout.notebooks}")
+        for item in inputs:
+            if Path(item).is_absolute() or ".." in Path(item).parts or not (layout.notebooks / item).is_file():
+                raise ConfigError(f"{ctx}: input {item!r} is not a file under {layout.notebooks}")
         specs[name] = RunSpec(name, Path(nb), title.strip(), tuple(deps),
-                              _resolve_params(ctx, entry.get("params"), profile))
+                              _resolve_params(ctx, entry.get("params"), profile),
+                              tuple(Path(i) for i in inputs))
     for name in wants_all:
         others = tuple(n for n in specs if n not in wants_all)
         specs[name] = replace(specs[name], depends_on=others)
@@ -358,6 +367,8 @@ def input_hashes(specs: dict[str, RunSpec], layout: Layout, profile: str) -> dic
                       "depends_on": list(spec.depends_on)},
             "rmtlib": rmtlib_hash,
             "dependencies": {d: hashes[d] for d in spec.depends_on},
+            "inputs": {i.as_posix(): hashlib.sha256((layout.notebooks / i).read_bytes()).hexdigest()
+                       for i in spec.inputs},
         })
     return hashes
 

@@ -326,3 +326,19 @@ def test_a_slow_quick_run_is_flagged(repo, monkeypatch, capsys):
     monkeypatch.setattr(rp, "QUICK_BUDGET_S", 0)
     rp.reproduce("quick", layout=repo, only=["demo"])
     assert "warning: quick run 'demo' took" in capsys.readouterr().err
+
+
+def test_declared_input_files_are_hashed_and_checked(repo):
+    data = repo.notebooks / "part" / "table.yml"
+    data.write_text("a: 1\n")
+    cfg = repo.config.read_text().replace("  notebook: part/demo.ipynb\n",
+                                          "  notebook: part/demo.ipynb\n  inputs: [part/table.yml]\n", 1)
+    assert cfg != repo.config.read_text()
+    repo.config.write_text(cfg)
+    first = rp.input_hashes(rp.load_config(repo, "quick"), repo, "quick")
+    data.write_text("a: 2\n")
+    second = rp.input_hashes(rp.load_config(repo, "quick"), repo, "quick")
+    assert first["demo"] != second["demo"] and first["after"] != second["after"]  # dependants too
+    repo.config.write_text(cfg.replace("part/table.yml", "part/missing.yml"))
+    with pytest.raises(rp.ConfigError, match="not a file"):
+        rp.load_config(repo, "quick")
