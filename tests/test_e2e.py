@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -35,7 +36,10 @@ def test_quick_profile_runs_and_book_builds_without_warnings(built_book):
         folder = book.root / "results" / "quick" / name
         provenance = json.loads((folder / "provenance.json").read_text())
         assert provenance["profile"] == "quick" and provenance["wall_time_s"] > 0
-        assert json.loads((folder / "params.json").read_text())["results_dir"] == str(folder)
+        notebook_dir = book.root / "notebooks" / provenance["notebook"].rsplit("/", 1)[0]
+        results_dir = json.loads((folder / "params.json").read_text())["results_dir"]
+        assert (notebook_dir / results_dir).resolve() == folder.resolve()
+        assert not Path(results_dir).is_absolute()  # the executed page names no machine path
 
 
 def test_mp_page_shows_figure_and_math(built_book):
@@ -87,6 +91,7 @@ def test_failing_notebook_is_reported_and_its_page_removed(built_book, tmp_path)
     source.write_text(json.dumps(nb))
     page = root / "book" / "executed" / "theory" / "mp_law.ipynb"
     assert page.is_file()
+    before_hash = json.loads((root / "results" / "quick" / "mp_law" / "provenance.json").read_text())["input_hash"]
 
     failed = reproduce(root, "--profile", "quick")
     assert failed.returncode == 1
@@ -98,8 +103,10 @@ def test_failing_notebook_is_reported_and_its_page_removed(built_book, tmp_path)
     assert not page.exists()
     assert not (root / "book" / "executed" / "status" / "runs.ipynb").exists()
     folder = root / "results" / "quick" / "mp_law"
-    assert (folder / "failed.ipynb").is_file()
-    assert not (folder / "provenance.json").exists() and not (folder / "executed.ipynb").exists()
+    assert (root / "results" / "quick" / "mp_law.failed" / "failed.ipynb").is_file()
+    # the previous (good) results are kept as they were: they record the inputs they came from
+    kept = json.loads((folder / "provenance.json").read_text())
+    assert kept["input_hash"] == before_hash and (folder / "executed.ipynb").is_file()
 
 
 def test_unknown_parameter_stops_before_executing(built_book, tmp_path):
