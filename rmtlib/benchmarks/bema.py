@@ -8,7 +8,6 @@ situation during training) and cold (first call for a shape).
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 
@@ -16,17 +15,9 @@ from ..bema import fit_bema
 from ..ensembles import spiked_matrix
 from ..esd import gram_eigenvalues
 from ..mp import _window_quantiles
+from ._timing import median_time
 
 SHAPES = ((1000, 784), (4096, 4096))
-
-
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def run(quick: bool = False) -> dict:
@@ -41,16 +32,16 @@ def run(quick: bool = False) -> dict:
         # interleave the two measurements so that load changes hit both alike
         eig_t, bema_t = [], []
         for _ in range(repeats):
-            eig_t.append(_median_time(lambda W=W: gram_eigenvalues(W), 1))
-            bema_t.append(_median_time(lambda W=W: fit_bema(W), 1))
+            eig_t.append(median_time(lambda W=W: gram_eigenvalues(W), 1))
+            bema_t.append(median_time(lambda W=W: fit_bema(W), 1))
         lam = gram_eigenvalues(W)
-        warm = _median_time(lambda lam=lam, shape=shape: fit_bema(lam, shape=shape), 25)
+        warm = median_time(lambda lam=lam, shape=shape: fit_bema(lam, shape=shape), 25)
 
         def cold(lam=lam, shape=shape):
             _window_quantiles.cache_clear()
             fit_bema(lam, shape=shape)
 
-        cold_t = _median_time(cold, 5)
+        cold_t = median_time(cold, 5)
         eig, tot = float(np.median(eig_t)), float(np.median(bema_t))
         rows.append({
             "shape": list(shape),

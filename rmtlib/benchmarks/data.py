@@ -9,16 +9,10 @@ extraction < 2 s.
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
-
-def _timed(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
+from ._timing import median_time
 
 
 def bench_load(quick: bool = False) -> dict:
@@ -43,9 +37,9 @@ def bench_load(quick: bool = False) -> dict:
                 raw.mkdir(parents=True)
                 for gz in (Path(src) / folder / "raw").glob("*.gz"):
                     (raw / gz.name).symlink_to(gz.resolve())
-            first = _timed(lambda: [prepare_dataset(k, root) for k in DATASETS])
-            loads = [_timed(lambda: [load_dataset(k, root) for k in DATASETS]) for _ in range(repeats)]
-            verify = _timed(lambda: [prepare_dataset(k, root, verify=True) for k in DATASETS])
+            first = median_time(lambda: [prepare_dataset(k, root) for k in DATASETS])
+            load = median_time(lambda: [load_dataset(k, root) for k in DATASETS], repeats)
+            verify = median_time(lambda: [prepare_dataset(k, root, verify=True) for k in DATASETS])
         finally:
             if old_cache is None:
                 os.environ.pop("RMTLIB_CACHE", None)
@@ -53,7 +47,7 @@ def bench_load(quick: bool = False) -> dict:
                 os.environ["RMTLIB_CACHE"] = old_cache
     return {
         "first_extraction_seconds": first,
-        "load_both_seconds": statistics.median(loads),
+        "load_both_seconds": load,
         "repeats": repeats,
         "verify_both_seconds": verify,
         "target_seconds": 2.0,

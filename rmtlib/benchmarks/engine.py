@@ -31,18 +31,9 @@ from ..models import MLP
 from ..prune import PrunePolicy, prune_model
 from ..spectra import analyze
 from ..train import fit
+from ._timing import median_time
 
 __all__ = ["bench_analyze_4096", "bench_prune_event_vs_epoch"]
-
-
-def _median_time(func, repeats: int, setup=None) -> float:
-    times = []
-    for _ in range(repeats):
-        arg = setup() if setup is not None else None
-        t0 = time.perf_counter()
-        func(arg) if setup is not None else func()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def _training_data():
@@ -86,7 +77,7 @@ def bench_prune_event_vs_epoch(quick: bool = False) -> dict:
     epochs, events, ratios = [], [], []
     for _ in range(2 if quick else 3):
         epochs.append(epoch())
-        events.append(_median_time(lambda m: prune_model(m, policy, epoch=1), 3 if quick else 5,
+        events.append(median_time(lambda m: prune_model(m, policy, epoch=1), 3 if quick else 5,
                                    setup=lambda: copy.deepcopy(model)))
         ratios.append(events[-1] / epochs[-1])
     first = report.layers.set_index("name").loc["layers.0"]
@@ -119,9 +110,9 @@ def bench_analyze_4096(quick: bool = False) -> dict:
     analyze(nn.Sequential(nn.Linear(64, 64)))  # one-time caches (Tracy-Widom quantile)
     W = model[0].weight.detach()
     torch.linalg.eigvalsh(W.T @ W)  # warm-up: first large eigh pays allocations
-    gram_eig = _median_time(lambda: torch.linalg.eigvalsh(W.T @ W), repeats)
-    t_an = _median_time(lambda: analyze(model), repeats)
-    t_sel = _median_time(lambda: analyze(model, selectors=["gavish_donoho", "energy"]), repeats)
+    gram_eig = median_time(lambda: torch.linalg.eigvalsh(W.T @ W), repeats)
+    t_an = median_time(lambda: analyze(model), repeats)
+    t_sel = median_time(lambda: analyze(model, selectors=["gavish_donoho", "energy"]), repeats)
     row = analyze(model).set_index("name").loc["0"]
     return {
         "layer_shape": f"{size}x{size}",
