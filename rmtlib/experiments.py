@@ -49,7 +49,7 @@ from torch import nn
 from .models import MLP
 from .prune import Factorized, PrunePolicy, get_layer
 from .spectra import analyze, decompose, layer_matrix
-from .train import (HISTORY_COLUMNS, Callback, History, RMTPruning, evaluate, fit,
+from .train import (HISTORY_COLUMNS, Callback, History, RMTPruning, evaluate, fit, predict,
                     load_checkpoint, save_checkpoint)
 
 __all__ = [
@@ -525,14 +525,12 @@ def output_activity(model: MLP, x: torch.Tensor, *, batch_size: int = 4096) -> n
     if not isinstance(model, MLP):
         raise ValueError(f"output_activity needs an rmtlib MLP, got {type(model).__name__}")
     x = _check_inputs(x)
-    was, flag = model.training, model.relu_on_logits
-    model.eval()
+    flag = model.relu_on_logits
     model.relu_on_logits = False  # read the logits before the activation
     try:
-        pos = sum((model(x[i:i + batch_size]) > 0).sum(0) for i in range(0, len(x), batch_size))
+        pos = (predict(model, x, batch_size=batch_size) > 0).sum(0)
     finally:
         model.relu_on_logits = flag
-        model.train(was)
     return (pos.double() / len(x)).numpy()
 
 
@@ -545,12 +543,7 @@ def class_recall(model: nn.Module, data, *, batch_size: int = 4096) -> np.ndarra
     x = _check_inputs(x)
     if not isinstance(y, torch.Tensor) or y.dtype != torch.long or len(y) != len(x):
         raise ValueError("y must be an int64 tensor of labels, one per row of x")
-    was = model.training
-    model.eval()
-    try:
-        pred = torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
-    finally:
-        model.train(was)
+    pred = predict(model, x, batch_size=batch_size).argmax(1)
     n = max(int(y.max()) + 1, int(pred.max()) + 1)
     total = torch.bincount(y, minlength=n).double()
     hit = torch.bincount(y[pred == y], minlength=n).double()

@@ -60,6 +60,7 @@ __all__ = [
     "RMTPruning",
     "TrainState",
     "evaluate",
+    "predict",
     "fit",
     "load_checkpoint",
     "save_checkpoint",
@@ -124,21 +125,25 @@ def _lr_function(lr: float, schedule) -> Callable[[int], float]:
 
 
 @torch.no_grad()
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 2048) -> torch.Tensor:
+    """The model's outputs on every row of ``x``, computed in eval mode and in batches of
+    ``batch_size``; the model's training/eval mode is restored afterwards."""
+    was = model.training
+    model.eval()
+    try:
+        return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    finally:
+        model.train(was)
+
+
 def evaluate(model: nn.Module, data, *, batch_size: int = 2048) -> tuple[float, float]:
     """Mean cross-entropy (nats/sample) and accuracy (%) of ``model`` in eval mode.
     The model's training/eval mode is restored afterwards."""
     x, y = _check_data(data, "data")
-    was = model.training
-    model.eval()
-    loss, correct = torch.zeros((), dtype=torch.float64), 0
-    try:
-        for i in range(0, len(x), batch_size):
-            out = model(x[i:i + batch_size])
-            yb = y[i:i + batch_size]
-            loss += F.cross_entropy(out, yb, reduction="sum").double()
-            correct += int((out.argmax(1) == yb).sum())
-    finally:
-        model.train(was)
+    out = predict(model, x, batch_size=batch_size)
+    loss = F.cross_entropy(out, y, reduction="none").double().sum()
+    correct = int((out.argmax(1) == y).sum())
     return float(loss) / len(x), 100.0 * correct / len(x)
 
 
