@@ -32,7 +32,6 @@ Accuracies are in percent, as in :class:`rmtlib.train.History`.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import time
@@ -49,6 +48,7 @@ from torch import nn
 from .models import MLP
 from .prune import Factorized, PrunePolicy, get_layer
 from .spectra import analyze, decompose, layer_matrix
+from ._threads import torch_threads
 from .train import (HISTORY_COLUMNS, Callback, History, RMTPruning, evaluate, fit, predict,
                     load_checkpoint, save_checkpoint)
 
@@ -125,27 +125,6 @@ class Recipe:
         if {"epochs", "seed", "callbacks"} & set(self.fit_options):
             raise ValueError(f"recipe {self.name!r}: fit_options may not set epochs, seed or "
                              "callbacks (the study sets them)")
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    """Run the block with ``torch.set_num_threads(n)`` and restore the previous value.
-
-    ``None`` leaves the setting alone.  One thread makes CPU results independent of the
-    machine's core count (the order of floating-point reductions depends on it) and is the
-    fastest choice for small networks on a busy machine.
-    """
-    if n is None:
-        yield
-        return
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"threads must be a positive integer or None, got {n!r}")
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _check_seeds(seeds) -> tuple[int, ...]:
