@@ -37,7 +37,7 @@ setup: $(STAMP)
 
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -r requirements.txt -e '.[book,test]'
+	$(BIN)/python -m pip install -r requirements.txt -e '.[book,test,compare]'
 	rm -f $(VENV)/.setup-*
 	touch $@
 

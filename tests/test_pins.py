@@ -41,7 +41,7 @@ def test_environment_yml_carries_the_same_pins():
     deps = env["dependencies"]
     assert "python=3.11" in deps and "pip" in deps
     pip_section = next(d["pip"] for d in deps if isinstance(d, dict))
-    assert "-e .[book,test]" in pip_section
+    assert "-e .[book,test,compare]" in pip_section
     assert _pins(pip_section) == REQUIREMENTS
 
 
