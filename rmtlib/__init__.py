@@ -2,16 +2,21 @@
 
 One concept per module:
 
-* :mod:`rmtlib.mp` -- the Marchenko--Pastur law,
-* :mod:`rmtlib.tw` -- the Tracy--Widom laws,
-* :mod:`rmtlib.esd` -- empirical spectra of weight matrices,
-* :mod:`rmtlib.bema` -- BEMA bulk fitting,
-* :mod:`rmtlib.gof` -- goodness of fit and its calibrated null,
-* :mod:`rmtlib.rank` -- rank selectors behind one interface,
-* :mod:`rmtlib.spectra`, :mod:`rmtlib.prune`, :mod:`rmtlib.models`, :mod:`rmtlib.train`
-  -- the PyTorch engine,
-* :mod:`rmtlib.data` -- offline MNIST / Fashion-MNIST,
-* :mod:`rmtlib.plotting` -- every figure (the only module importing matplotlib),
+* math (no torch or pandas at import time): :mod:`rmtlib.mp` (Marchenko--Pastur law),
+  :mod:`rmtlib.tw` (Tracy--Widom laws), :mod:`rmtlib.linalg` (the one Gram-matrix eigensolver),
+  :mod:`rmtlib.esd` (empirical spectra), :mod:`rmtlib.bema` (BEMA bulk fit, its window and its
+  goodness-of-fit statistic), :mod:`rmtlib.gof` (the statistic's calibrated null and acceptance
+  rules), :mod:`rmtlib.rank` (rank selectors), :mod:`rmtlib.ensembles` (noise and spiked
+  matrices), :mod:`rmtlib.validation` (argument checks);
+* the PyTorch engine: :mod:`rmtlib.layers` (which modules are matrix layers),
+  :mod:`rmtlib.spectra` (per-layer analysis), :mod:`rmtlib.prune` (SVD pruning),
+  :mod:`rmtlib.models`, :mod:`rmtlib.train` (training, pruning callbacks, checkpoints),
+  :mod:`rmtlib.data` (offline MNIST / Fashion-MNIST);
+* experiments: :mod:`rmtlib.studies` (multi-seed studies with paired arms), :mod:`rmtlib.stats`
+  (statistics over seeds), :mod:`rmtlib.sweeps` (rank sweeps), :mod:`rmtlib.diagnostics`
+  (lost classes, dead units), :mod:`rmtlib.published` (published numbers next to ours),
+  :mod:`rmtlib.papers` (one module per paper);
+* :mod:`rmtlib.plotting` -- every figure (the only module importing matplotlib);
 * :mod:`rmtlib.results` and :mod:`rmtlib.reproduce` -- recorded runs and the notebook runner.
 
 Conventions (used everywhere): ``W`` is ``m x n``, ``N = max(m, n)``, ``p = min(m, n)``,

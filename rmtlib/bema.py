@@ -43,13 +43,14 @@ from functools import lru_cache
 import numpy as np
 
 from .esd import spectrum
-from .gof import bema_window, gof_statistic
-from .mp import MarchenkoPastur, _window_quantiles
+from .mp import MarchenkoPastur
 
-__all__ = ["BemaFit", "fit_bema", "tw_edge_factor"]
+__all__ = ["BemaFit", "bema_window", "check_alpha", "check_beta", "fit_bema", "fit_sigma2",
+           "gof_statistic", "tw_edge_factor", "window_quantiles"]
 
 
-def _check_alpha(alpha) -> float:
+def check_alpha(alpha) -> float:
+    """Validate BEMA's trimming fraction ``alpha`` (in (0, 0.5)) and return it as a float."""
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating)) \
             or not math.isfinite(alpha) or not 0 < alpha < 0.5:
         raise ValueError(
@@ -59,7 +60,8 @@ def _check_alpha(alpha) -> float:
     return float(alpha)
 
 
-def _check_beta(beta) -> float:
+def check_beta(beta) -> float:
+    """Validate BEMA's edge tail probability ``beta`` (in (0, 1)) and return it as a float."""
     if isinstance(beta, bool) or not isinstance(beta, (int, float, np.floating)) \
             or not math.isfinite(beta) or not 0 < beta < 1:
         raise ValueError(
@@ -77,17 +79,77 @@ def _tw1_quantile(level: float) -> float:
 
 def tw_edge_factor(gamma: float, N: int, beta: float = 0.1, *, paper_exact: bool = False) -> float:
     r"""The bracket of step 4: :math:`\hat\lambda_+ / \hat\sigma^2`."""
-    t = _tw1_quantile(1.0 - _check_beta(beta))
+    t = _tw1_quantile(1.0 - check_beta(beta))
     sg = 1.0 + math.sqrt(gamma)
     tw_shape = sg**4 / 3 if paper_exact else sg ** (4.0 / 3.0)
     return sg**2 + t * N ** (-2.0 / 3.0) * gamma ** (-1.0 / 6.0) * tw_shape
 
 
-def _fit_sigma2(eigenvalues, gamma: float, alpha: float, paper_exact: bool = False):
-    """Step 3, vectorized over leading axes of ``eigenvalues`` (ascending on the last)."""
+def bema_window(p: int, alpha: float, paper_exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """0-based indices into the ascending eigenvalues used by BEMA, and the MP quantile
+    levels matched to them.
+
+    Correct version: 1-based ranks ``k = ceil(alpha p) .. floor((1 - alpha) p)`` matched to
+    the levels ``k / p``.  ``paper_exact``: the authors' ``i = int(alpha p) ..
+    int((1 - alpha) p) - 1`` (0-based) matched to ``i / p``.
+    """
+    if paper_exact:
+        idx = np.arange(int(alpha * p), int((1 - alpha) * p))
+        levels = idx / p
+    else:
+        eps = 1e-12  # alpha * p may be an integer up to round-off
+        k = np.arange(math.ceil(alpha * p - eps), math.floor((1 - alpha) * p + eps) + 1)
+        idx, levels = k - 1, k / p
+    if idx.size == 0:
+        raise ValueError(
+            f"BEMA's window is empty for p = {p} eigenvalues and alpha = {alpha}: "
+            "use a larger matrix or a smaller alpha"
+        )
+    return idx, levels
+
+
+def gof_statistic(eigenvalues, sigma2, gamma: float, alpha: float, *,
+                  paper_exact: bool = False) -> np.ndarray | float:
+    """L-infinity distance between the fitted MP CDF and the empirical CDF on BEMA's window.
+
+    ``eigenvalues`` is ascending, shape ``(p,)`` or ``(draws, p)`` with ``sigma2`` a scalar
+    or one value per draw (vectorized for the null simulation).
+    """
     lam = np.asarray(eigenvalues, dtype=np.float64)
-    idx, levels = bema_window(lam.shape[-1], alpha, paper_exact)
-    q = _window_quantiles(float(gamma), tuple(levels.tolist()))
+    s2 = np.asarray(sigma2, dtype=np.float64)
+    p = lam.shape[-1]
+    idx, _ = bema_window(p, alpha, paper_exact)
+    u = lam[..., idx] / (s2[..., None] if s2.ndim else s2)  # in units of sigma2
+    F = np.asarray(MarchenkoPastur(gamma).cdf(u))
+    if paper_exact:
+        F = np.where(u >= (1 + math.sqrt(gamma)) ** 2, 0.0, F)  # the authors' CDF: 0 above the edge
+        emp = alpha + (1 - 2 * alpha) * np.arange(idx.size) / idx.size
+        D = np.max(np.abs(F - emp), axis=-1)
+    else:
+        k = idx + 1
+        D = np.maximum(np.abs(F - k / p), np.abs(F - (k - 1) / p)).max(axis=-1)
+    return float(D) if np.ndim(D) == 0 else D
+
+
+
+
+@lru_cache(maxsize=256)
+def window_quantiles(p: int, gamma: float, alpha: float, paper_exact: bool = False):
+    """Step 2: BEMA's window (0-based indices, :func:`bema_window`) and the MP(``gamma``, 1)
+    quantiles ``q_k`` matched to it, as read-only arrays.  Cached (``window_quantiles.cache_clear()``
+    empties the cache): BEMA asks for the same ones again and again during training."""
+    idx, levels = bema_window(p, alpha, paper_exact)
+    q = MarchenkoPastur(gamma).ppf(levels)
+    idx.setflags(write=False)
+    q.setflags(write=False)
+    return idx, q
+
+
+def fit_sigma2(eigenvalues, gamma: float, alpha: float, paper_exact: bool = False):
+    r"""Step 3, :math:`\hat\sigma^2 = \sum_k q_k\lambda_{(k)} / \sum_k q_k^2`, vectorized over
+    the leading axes of ``eigenvalues`` (ascending on the last axis)."""
+    lam = np.asarray(eigenvalues, dtype=np.float64)
+    idx, q = window_quantiles(int(lam.shape[-1]), float(gamma), float(alpha), bool(paper_exact))
     return lam[..., idx] @ q / (q @ q)
 
 
@@ -162,10 +224,10 @@ def fit_bema(x, *, shape=None, alpha: float = 0.2, beta: float = 0.1,
         Bad ``alpha``/``beta``; NaN/Inf, complex, empty or 1-row/1-column input; negative
         eigenvalues; a window too small to fit; an all-zero bulk.
     """
-    alpha, beta = _check_alpha(alpha), _check_beta(beta)
+    alpha, beta = check_alpha(alpha), check_beta(beta)
     spec = spectrum(x, shape)
     lam, gamma, N, p = spec.eigenvalues, spec.gamma, spec.N, spec.p
-    sigma2 = float(_fit_sigma2(lam, gamma, alpha, paper_exact))
+    sigma2 = float(fit_sigma2(lam, gamma, alpha, paper_exact))
     if not sigma2 > spec.roundoff:
         raise ValueError(
             "the bulk of the spectrum is zero (BEMA's window holds only zero eigenvalues): "

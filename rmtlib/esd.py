@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._threads import SMALL, single_threaded
+from .linalg import gram_eigenvalues
 
-__all__ = ["Spectrum", "as_matrix", "gram_eigenvalues", "spectrum"]
+__all__ = ["Spectrum", "as_matrix", "spectrum"]
 
 
 def _to_numpy(x, what: str) -> np.ndarray:
@@ -68,33 +68,14 @@ def as_matrix(x, what: str = "weight matrix") -> np.ndarray:
     return arr
 
 
-def gram_eigenvalues(W: np.ndarray) -> np.ndarray:
-    """Ascending eigenvalues ``s_i**2 / N`` of a validated matrix ``W`` (float64 result).
-
-    Forms the smaller Gram matrix (``W W^T`` if ``m <= n`` else ``W^T W``) in the input's
-    precision and calls a symmetric eigenvalue solver; this is the only O(p^3) step in
-    BEMA.  Tiny negative round-off values are clipped to 0.
-    """
-    m, n = W.shape
-    N, p = max(m, n), min(m, n)
-    if p >= SMALL:
-        import torch  # MKL's solver: 5-8x faster than OpenBLAS's at p = 4096 (measured here)
-
-        Wt = torch.from_numpy(np.ascontiguousarray(W))
-        lam = torch.linalg.eigvalsh(Wt @ Wt.T if m <= n else Wt.T @ Wt).numpy()
-    else:  # NumPy's solver on one thread is the fastest below SMALL (784: 30 vs 45 ms)
-        with single_threaded(p):
-            lam = np.linalg.eigvalsh(W @ W.T if m <= n else W.T @ W)
-    return np.maximum(lam.astype(np.float64) / N, 0.0)
-
-
 @dataclass(frozen=True, eq=False)
 class Spectrum:
     """Eigenvalues ``lambda_i = s_i**2 / N`` (ascending, float64) of an ``m x n`` matrix."""
 
     eigenvalues: np.ndarray
     shape: tuple[int, int]
-    eps: float = float(np.finfo(np.float64).eps)  #: machine epsilon of the computation
+    #: machine epsilon of the precision the eigenvalues were computed in (see rmtlib.linalg)
+    eps: float = float(np.finfo(np.float64).eps)
     N: int = field(init=False)
     p: int = field(init=False)
     gamma: float = field(init=False)
@@ -142,8 +123,8 @@ def spectrum(x, shape: tuple[int, int] | None = None) -> Spectrum:
         W = as_matrix(arr)
         if shape is not None and tuple(shape) != W.shape:
             raise ValueError(f"shape={tuple(shape)} contradicts the matrix shape {W.shape}")
-        return Spectrum(gram_eigenvalues(W), tuple(int(d) for d in W.shape),
-                        float(np.finfo(W.dtype).eps))
+        lam, eps = gram_eigenvalues(W)
+        return Spectrum(lam, tuple(int(d) for d in W.shape), eps)
     if arr.ndim != 1:
         raise ValueError(f"input must be a matrix (2-D) or eigenvalues (1-D), got shape {arr.shape}")
     if shape is None:

@@ -1,7 +1,8 @@
 r"""Goodness of fit of a BEMA Marchenko--Pastur fit, and its calibrated null distribution.
 
-**Statistic.**  BEMA fits the MP law only on the trimmed window of the ascending
-eigenvalues :math:`\lambda_{(k)}`, :math:`\lceil\alpha p\rceil \le k \le \lfloor(1-\alpha)p\rfloor`.
+**Statistic** (computed for every fit by :func:`rmtlib.bema.gof_statistic`).  BEMA fits the
+MP law only on the trimmed window of the ascending eigenvalues :math:`\lambda_{(k)}`,
+:math:`\lceil\alpha p\rceil \le k \le \lfloor(1-\alpha)p\rfloor`.
 The statistic is the Kolmogorov (L-infinity) distance between the fitted MP CDF
 :math:`\hat F` and the empirical CDF, restricted to that window:
 
@@ -26,7 +27,6 @@ either rule.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -35,60 +35,12 @@ from pathlib import Path
 import numpy as np
 
 from ._paths import cache_dir
-from .mp import _mp_cdf_unit
+from .bema import check_alpha, fit_sigma2, gof_statistic
+from .ensembles import noise_eigenvalues
 
-__all__ = ["GofNull", "GofVerdict", "accept", "bema_window", "gof_null", "gof_statistic"]
+__all__ = ["GofNull", "GofVerdict", "accept", "gof_null"]
 
 _NULL_VERSION = 1  # bump when the statistic or the simulation changes (invalidates caches)
-
-
-def bema_window(p: int, alpha: float, paper_exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """0-based indices into the ascending eigenvalues used by BEMA, and the MP quantile
-    levels matched to them.
-
-    Correct version: 1-based ranks ``k = ceil(alpha p) .. floor((1 - alpha) p)`` matched to
-    the levels ``k / p``.  ``paper_exact``: the authors' ``i = int(alpha p) ..
-    int((1 - alpha) p) - 1`` (0-based) matched to ``i / p``.
-    """
-    if paper_exact:
-        idx = np.arange(int(alpha * p), int((1 - alpha) * p))
-        levels = idx / p
-    else:
-        eps = 1e-12  # alpha * p may be an integer up to round-off
-        k = np.arange(math.ceil(alpha * p - eps), math.floor((1 - alpha) * p + eps) + 1)
-        idx, levels = k - 1, k / p
-    if idx.size == 0:
-        raise ValueError(
-            f"BEMA's window is empty for p = {p} eigenvalues and alpha = {alpha}: "
-            "use a larger matrix or a smaller alpha"
-        )
-    return idx, levels
-
-
-def gof_statistic(eigenvalues, sigma2, gamma: float, alpha: float, *,
-                  paper_exact: bool = False) -> np.ndarray | float:
-    """L-infinity distance between the fitted MP CDF and the empirical CDF on BEMA's window.
-
-    ``eigenvalues`` is ascending, shape ``(p,)`` or ``(draws, p)`` with ``sigma2`` a scalar
-    or one value per draw (vectorized for the null simulation).
-    """
-    lam = np.asarray(eigenvalues, dtype=np.float64)
-    s2 = np.asarray(sigma2, dtype=np.float64)
-    p = lam.shape[-1]
-    idx, _ = bema_window(p, alpha, paper_exact)
-    u = lam[..., idx] / (s2[..., None] if s2.ndim else s2)  # in units of sigma2
-    a, b = (1 - math.sqrt(gamma)) ** 2, (1 + math.sqrt(gamma)) ** 2
-    F = np.where(u >= b, 1.0, 0.0)
-    inside = (u > a) & (u < b)
-    F[inside] = _mp_cdf_unit(u[inside], gamma)
-    if paper_exact:
-        F = np.where(u >= b, 0.0, F)  # the authors' CDF returns 0 above the edge
-        emp = alpha + (1 - 2 * alpha) * np.arange(idx.size) / idx.size
-        D = np.max(np.abs(F - emp), axis=-1)
-    else:
-        k = idx + 1
-        D = np.maximum(np.abs(F - k / p), np.abs(F - (k - 1) / p)).max(axis=-1)
-    return float(D) if np.ndim(D) == 0 else D
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,11 +81,9 @@ def gof_null(shape, alpha: float = 0.2, *, paper_exact: bool = False, n_sim: int
     memory and, when ``cache`` is true, on disk keyed by every argument.
     Cost: about ``n_sim`` tridiagonal eigensolves of size ``p`` (1000 x 784: ~4 s for 400).
     """
-    from .bema import _check_alpha  # local import: bema imports this module
-
     m, n = (int(d) for d in shape)
     shape_key = (min(m, n), max(m, n))  # transpose invariant
-    alpha = _check_alpha(alpha)
+    alpha = check_alpha(alpha)
     if int(n_sim) != n_sim or n_sim < 20:
         raise ValueError(f"n_sim must be an integer >= 20, got {n_sim!r}")
     if not isinstance(random_state, (int, np.integer)) or random_state < 0:
@@ -164,13 +114,10 @@ def gof_null(shape, alpha: float = 0.2, *, paper_exact: bool = False, n_sim: int
 
 
 def _simulate_null(shape, alpha, paper_exact, n_sim, seed) -> np.ndarray:
-    from .bema import _fit_sigma2
-    from .ensembles import noise_eigenvalues
-
     p, N = shape
     lam = noise_eigenvalues((p, N), n_sim, random_state=seed)
     gamma = p / N
-    s2 = _fit_sigma2(lam, gamma, alpha, paper_exact)
+    s2 = fit_sigma2(lam, gamma, alpha, paper_exact)
     return np.asarray(gof_statistic(lam, s2, gamma, alpha, paper_exact=paper_exact))
 
 

@@ -36,8 +36,6 @@ edges ``ppf(0) = lambda_-``, ``ppf(1) = lambda_+``).
 from __future__ import annotations
 
 import math
-from functools import lru_cache
-
 import numpy as np
 
 from ._dist import ContinuousDistribution
@@ -222,12 +220,3 @@ def _mp_ppf_unit(q: np.ndarray, g: float) -> np.ndarray:
         if active.size == 0:
             break
     return np.clip(x, a, b).reshape(q.shape)
-
-
-@lru_cache(maxsize=256)
-def _window_quantiles(ratio: float, positions: tuple[float, ...]) -> np.ndarray:
-    """Cached MP(ratio, 1) quantiles at fixed positions (BEMA asks for the same ones
-    again and again during training)."""
-    out = MarchenkoPastur(ratio).ppf(np.asarray(positions))
-    out.setflags(write=False)
-    return out

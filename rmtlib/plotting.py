@@ -9,7 +9,7 @@ book's look; the functions themselves never change global state.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -28,7 +28,6 @@ __all__ = [
     "sample_histogram",
     "seed_curves",
     "sweep_plot",
-    "training_curves",
     "use_style",
 ]
 
@@ -255,90 +254,6 @@ def accuracy_vs_rank(
     if title is not None:
         ax.set_title(title)
     ax.legend(loc="lower right")
-    return ax
-
-
-def _frame(obj) -> pd.DataFrame:
-    frame = getattr(obj, "frame", obj)  # a History or a DataFrame
-    if not isinstance(frame, pd.DataFrame):
-        raise ValueError(f"expected a History or a DataFrame, got {type(obj).__name__}")
-    return frame
-
-
-def _long(data, x: str) -> pd.DataFrame:
-    """Normalise histories to one long frame with ``variant`` and ``seed`` columns."""
-    if isinstance(data, pd.DataFrame) or hasattr(data, "frame"):
-        df = _frame(data).copy()
-        if "variant" not in df:
-            df["variant"] = ""
-        if "seed" not in df:
-            df["seed"] = 0
-        return df
-    if isinstance(data, Mapping):
-        parts = []
-        for variant, runs in data.items():
-            runs = runs if isinstance(runs, Sequence) and not isinstance(runs, str) else [runs]
-            for i, run in enumerate(runs):
-                df = _frame(run).copy()
-                df["variant"] = str(variant)
-                if "seed" not in df:
-                    df["seed"] = i
-                parts.append(df)
-        if not parts:
-            raise ValueError("no histories given")
-        return pd.concat(parts, ignore_index=True)
-    if isinstance(data, Sequence):
-        return _long({"": list(data)}, x)
-    raise ValueError(
-        "training_curves expects a History, a DataFrame, a list of them, or a mapping "
-        f"variant -> list of them; got {type(data).__name__}"
-    )
-
-
-def training_curves(
-    data,
-    metric: str = "test_acc",
-    ax=None,
-    *,
-    x: str = "epoch",
-    band: str = "sd",
-    title: str | None = None,
-    ylabel: str | None = None,
-):
-    """Mean curve of ``metric`` against ``x`` per variant, with a ±1 sd (or sem) band.
-
-    Parameters
-    ----------
-    data : History, DataFrame, list of them, or mapping variant -> list of them
-        A long DataFrame may carry ``variant`` and ``seed`` columns; one run per seed.
-    band : {"sd", "sem", "none"}
-        Band half-width: sample standard deviation over seeds (ddof = 1), its standard
-        error, or no band.  Drawn only where at least two seeds contribute.
-    """
-    if band not in ("sd", "sem", "none"):
-        raise ValueError(f"band must be 'sd', 'sem' or 'none', got {band!r}")
-    df = _long(data, x)
-    for col in (x, metric):
-        if col not in df:
-            raise ValueError(f"column {col!r} not found; available: {sorted(df.columns)}")
-    df = df[[x, metric, "variant", "seed"]].dropna(subset=[metric])
-    ax = _axes(ax)
-    for i, (variant, grp) in enumerate(df.groupby("variant", sort=False)):
-        stats = grp.groupby(x)[metric].agg(["mean", "std", "count"]).reset_index()
-        n_runs = grp["seed"].nunique()
-        color = f"C{i}"
-        lab = (variant or metric) + (f" (n = {n_runs})" if n_runs > 1 else "")
-        ax.plot(stats[x], stats["mean"], "-o", ms=3, color=color, label=lab)
-        if band != "none" and (stats["count"] > 1).any():
-            half = stats["std"] if band == "sd" else stats["std"] / np.sqrt(stats["count"])
-            ok = stats["count"] > 1
-            ax.fill_between(stats[x][ok], (stats["mean"] - half)[ok], (stats["mean"] + half)[ok],
-                            color=color, alpha=0.2, lw=0)
-    ax.set_xlabel(LABELS.get(x, x))
-    ax.set_ylabel(ylabel or LABELS.get(metric, metric))
-    if title is not None:
-        ax.set_title(title)
-    ax.legend(loc="best")
     return ax
 
 

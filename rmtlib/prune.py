@@ -43,17 +43,18 @@ from torch import nn
 
 from .models import output_width
 from .seeding import check_random_state
-from .spectra import (
-    Decomposition,
-    _check_finite,
-    _check_layer_filter,
-    _selected,
-    decompose,
+from .layers import (
+    check_finite_weights,
+    check_layer_filter,
+    get_layer,
+    is_selected,
     layer_matrix,
     list_layers,
     main_weight,
+    set_module,
     unsupported_reason,
 )
+from .spectra import Decomposition, decompose
 
 __all__ = [
     "ACTIONS",
@@ -64,7 +65,6 @@ __all__ = [
     "apply_structural_edits",
     "count_parameters",
     "factorize",
-    "get_layer",
     "keep_count",
     "prune_model",
     "random_bulk",
@@ -138,29 +138,6 @@ def _module_params(mod: nn.Module) -> int:
     return sum(p.numel() for p in mod.parameters())
 
 
-def get_layer(model: nn.Module, name: str) -> nn.Module:
-    """The analysable layer ``name`` of ``model``; ``ValueError`` if the name is unknown or
-    the module is not an exact ``nn.Linear`` / ``nn.Conv2d`` (groups=1) layer."""
-    if not isinstance(name, str):
-        raise ValueError(f"layer name must be a string, got {name!r}")
-    modules = dict(model.named_modules())
-    if name not in modules:
-        avail = [n for n, _, r in list_layers(model) if r is None]
-        raise ValueError(f"unknown layer name {name!r}; prunable layers: {avail}")
-    mod = modules[name]
-    reason = unsupported_reason(mod) if hasattr(mod, "weight") else \
-        f"{type(mod).__name__} has no weight (a container?)"
-    if reason is not None:
-        raise ValueError(f"layer {name!r} cannot be pruned: {reason}")
-    return mod
-
-
-def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, new)
-
-
 def _check_rank(k, p: int, name: str, what: str = "k") -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise ValueError(f"{what} must be an integer, got {k!r}")
@@ -176,7 +153,7 @@ def _check_rank(k, p: int, name: str, what: str = "k") -> int:
 def _prepare(model: nn.Module, name: str) -> tuple[nn.Module, Decomposition]:
     mod = get_layer(model, name)
     mat = layer_matrix(mod)
-    _check_finite(mat, name)
+    check_finite_weights(mat, name)
     return mod, decompose(mat)
 
 
@@ -209,7 +186,7 @@ def _apply_factorize(model, mod, name, dec, idx, action="factorize", force=False
         if mod.bias is not None:
             new[1].bias.copy_(mod.bias)
     new.train(mod.training)
-    _set_module(model, name, new)
+    set_module(model, name, new)
     return LayerEdit(name, action, dec.shape, dec.p, k, params, _module_params(new),
                      (f"{name}.0", f"{name}.1"))
 
@@ -471,16 +448,16 @@ def prune_model(model: nn.Module, policy: PrunePolicy | None = None, *,
     t_start = time.perf_counter()
     f = policy.fraction(epoch)
     min_rank = policy.min_rank if policy.min_rank is not None else output_width(model)
-    _check_layer_filter(model, policy.layers)
+    check_layer_filter(model, policy.layers)
     bema_opts = policy.selector_opts if policy.selector == "bema" else {}
     rng = None
     if policy.action == "random_bulk":
         rng = check_random_state(None if policy.seed is None else
                                  np.random.SeedSequence([policy.seed, epoch or 0]))
-    targets = [(n, m, r) for n, m, r in list_layers(model) if _selected(policy.layers, n, m)]
+    targets = [(n, m, r) for n, m, r in list_layers(model) if is_selected(policy.layers, n, m)]
     for name, mod, reason in targets:  # fail before touching anything
         if reason is None:
-            _check_finite(mod.weight, name)
+            check_finite_weights(mod.weight, name)
     params_before = count_parameters(model)
     # Pass 1 decides every layer without touching the model, so that an error (e.g. bad
     # selector options) leaves it unchanged; pass 2 applies the actions.
@@ -584,5 +561,5 @@ def apply_structural_edits(model: nn.Module, edits: Sequence[dict]) -> nn.Module
             raise ValueError(f"edit {e!r} expects a {kind} layer but {name!r} is {actual}")
         new = Factorized.empty_like(mod, rank)
         new.train(mod.training)
-        _set_module(model, name, new)
+        set_module(model, name, new)
     return model

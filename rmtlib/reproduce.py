@@ -66,7 +66,7 @@ from typing import Any
 from .results import EXECUTED, FAILED, PARAMS, PROVENANCE, find_root, read_json, write_json
 
 __all__ = ["PROFILES", "INJECTED", "ConfigError", "Layout", "RunSpec", "Outcome", "load_config",
-           "notebook_parameters", "validate_parameters", "input_hashes", "source_hash",
+           "notebook_parameters", "validate_parameters", "input_hashes", "merge_parameters", "source_hash",
            "reproduce", "main"]
 
 PROFILES = ("quick", "default", "paper")
@@ -434,9 +434,51 @@ def _utc(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
 
 
-def _publish(src: Path, dst: Path) -> bool:
-    """Copy ``src`` to ``dst`` unless the bytes are identical; return whether it copied."""
-    data = src.read_bytes()
+def merge_parameters(nb: dict, profile: str | None = None) -> dict:
+    """The reader's version of an executed notebook: papermill's ``injected-parameters`` cell
+    is removed and its values are written into the cell tagged ``parameters`` in place of the
+    defaults (each assignment keeps its comment), so the page shows one parameters block, with
+    the values the run used, under a first line saying so.  ``nb`` is not modified."""
+    cells = nb.get("cells", [])
+    injected = [i for i, c in enumerate(cells)
+                if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
+    params = [i for i, c in enumerate(cells) if c.get("cell_type") == "code"
+              and "parameters" in c.get("metadata", {}).get("tags", [])]
+    if not injected or len(params) != 1:
+        return nb
+    values: dict[str, str] = {}
+    injected_source = "".join(_source(cells[j]) for j in injected)
+    for stmt in ast.parse(injected_source).body:
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+            values[stmt.targets[0].id] = ast.get_source_segment(injected_source, stmt.value)
+    source = _source(cells[params[0]])
+    lines = source.splitlines()
+    tree = ast.parse(source)
+    for stmt in reversed(tree.body):  # right to left, so earlier offsets stay valid
+        target = stmt.targets[0] if isinstance(stmt, ast.Assign) else getattr(stmt, "target", None)
+        if not isinstance(target, ast.Name) or target.id not in values:
+            continue
+        v = stmt.value
+        first, last = v.lineno - 1, v.end_lineno - 1
+        head, tail = lines[first][:v.col_offset], lines[last][v.end_col_offset:]
+        lines[first:last + 1] = [head + values[target.id] + tail]
+    label = f"# The values this page was computed with{f' (profile {profile!r})' if profile else ''};"
+    label += " defaults and meanings: the notebook's source in notebooks/"
+    new_cells = []
+    for i, c in enumerate(cells):
+        if i in injected:
+            continue
+        if i == params[0]:
+            c = {**c, "source": "\n".join([label, *lines])}
+        new_cells.append(c)
+    return {**nb, "cells": new_cells}
+
+
+def _publish(src: Path, dst: Path, profile: str | None = None) -> bool:
+    """Write the reader's version of the executed notebook ``src`` (:func:`merge_parameters`)
+    to ``dst`` unless the bytes are identical; return whether it wrote."""
+    nb = json.loads(src.read_text(encoding="utf-8"))
+    data = (json.dumps(merge_parameters(nb, profile), indent=1, ensure_ascii=False) + "\n").encode()
     if dst.is_file() and dst.read_bytes() == data:
         return False
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -590,7 +632,7 @@ def reproduce(profile: str = "default", only: list[str] | None = None, *, layout
         if outcome.status in ("executed", "cached"):
             shutil.rmtree(folder.with_name(f"{folder.name}.failed"), ignore_errors=True)  # obsolete
             run_ids[spec.name] = (_provenance(folder) or {}).get("run_id")
-            outcome.extra["copied"] = _publish(folder / EXECUTED, spec.book_path(layout))
+            outcome.extra["copied"] = _publish(folder / EXECUTED, spec.book_path(layout), profile)
         else:
             spec.book_path(layout).unlink(missing_ok=True)
         outcomes[spec.name] = outcome

@@ -8,7 +8,12 @@ Every notebook of the book writes its results through a :class:`Run`::
     run.savefig(fig, "esd")                          # -> <run.dir>/esd.png
     run.save_table(df, "per_ratio")                  # -> <run.dir>/per_ratio.csv
 
-and a notebook that aggregates other runs reads them with :func:`load_run`.
+A metric is declared once: :meth:`Run.log` records it in ``metrics.json`` with its doc *and*, in a
+notebook, glues it under the same key for the prose (``{glue:text}`ks_gamma_0.5:.3f```): numbers as
+numbers, a per-seed record as "mean ± sd" (:func:`format_metric`), unless ``text=`` says otherwise.
+:meth:`Run.text` glues prose-only values that are not results (e.g. the authors' numbers, typed
+once in a reference-values file).  A notebook that aggregates other runs reads them with
+:func:`load_run`.
 
 Layout of a results directory (``results/<profile>/<name>/``, written by
 :mod:`rmtlib.reproduce` and the notebook):
@@ -33,8 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Run", "RunRecord", "load_run", "find_root", "to_json", "write_json", "read_json",
-           "METRICS", "PARAMS", "PROVENANCE", "EXECUTED", "FAILED"]
+__all__ = ["Run", "RunRecord", "load_run", "find_root", "format_metric", "to_json", "write_json",
+           "read_json", "METRICS", "PARAMS", "PROVENANCE", "EXECUTED", "FAILED"]
 
 METRICS = "metrics.json"
 PARAMS = "params.json"
@@ -113,6 +118,39 @@ def read_json(path: str | os.PathLike) -> Any:
         raise ValueError(f"{path}: not valid JSON ({exc}); delete it and re-run") from None
 
 
+def format_metric(value: Any, digits: int | None = None) -> str | float | int | None:
+    """What :meth:`Run.log` glues for ``value``, or None when it has no one-line form (a list, a
+    nested mapping).
+
+    A per-seed record (a mapping with ``mean`` and ``sd``, e.g. :func:`rmtlib.stats.seed_record`)
+    becomes the string ``"mean ± sd"`` with ``digits`` decimals (default 2); a number is glued as
+    the number itself (the prose chooses the format: ``{glue:text}`key:.3f```) unless ``digits``
+    is given, then as a string with that many decimals; strings and bools as they are.
+    """
+    from .stats import format_mean_sd
+
+    if isinstance(value, (str, bool)) or value is None:
+        return value if isinstance(value, str) else str(value)
+    if isinstance(value, dict) and "mean" in value and "sd" in value:
+        return format_mean_sd(value["mean"], value["sd"], 2 if digits is None else digits)
+    if isinstance(value, (int, float)):
+        return value if digits is None else f"{float(value):.{digits}f}"
+    return None
+
+
+def _glue(key: str, value: str | float | int) -> None:
+    """Glue ``value`` under ``key`` when running in a notebook kernel (myst-nb); a no-op elsewhere."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with the book extra
+        return
+    if get_ipython() is None:
+        return
+    from myst_nb import glue
+
+    glue(key, value, display=False)
+
+
 def _filename(name: str, suffix: str) -> str:
     if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
         raise ValueError(f"file name must be a plain non-empty name without folders, got {name!r}")
@@ -148,19 +186,44 @@ class Run:
     def __repr__(self) -> str:
         return f"Run({str(self.dir)!r}, name={self.name!r})"
 
-    def log(self, key: str, value: Any, doc: str) -> None:
-        """Record ``metrics["values"][key] = value`` with its description ``doc`` (what it is,
-        units) in ``metrics.json``; the file is rewritten atomically. NumPy/PyTorch scalars and
-        arrays are converted to JSON numbers and lists."""
+    def log(self, key: str, value: Any, doc: str, *, text: str | None = None,
+            digits: int | None = None) -> Any:
+        """Declare a metric: record ``metrics["values"][key] = value`` with its description
+        ``doc`` (what it is, units) in ``metrics.json`` and, in a notebook, glue it under ``key``
+        for the prose.
+
+        What is glued is ``text`` if given, else :func:`format_metric` of the value (numbers as
+        numbers, per-seed records as "mean ± sd"); values with no one-line form (lists, nested
+        mappings) are recorded but glued only when ``text`` is given.  The file is rewritten atomically; NumPy/PyTorch
+        scalars and arrays are converted to JSON numbers and lists.  Returns the JSON value.
+        """
         if not isinstance(key, str) or not key:
             raise ValueError(f"metric key must be a non-empty string, got {key!r}")
         if not isinstance(doc, str) or not doc.strip():
             raise ValueError(f"metric {key!r} needs a doc string saying what it is and its units")
+        if text is not None and not isinstance(text, str):
+            raise ValueError(f"metric {key!r}: text must be a string or None, got {type(text).__name__}")
+        if digits is not None and (isinstance(digits, bool) or not isinstance(digits, int) or digits < 0):
+            raise ValueError(f"metric {key!r}: digits must be a non-negative integer, got {digits!r}")
         path = self.dir / METRICS
         metrics = read_json(path) if path.exists() else {"values": {}, "doc": {}}
-        metrics["values"][key] = to_json(value)
+        value = to_json(value)
+        metrics["values"][key] = value
         metrics["doc"][key] = doc.strip()
         write_json(path, metrics)
+        shown = text if text is not None else format_metric(value, digits)
+        if shown is not None:
+            _glue(key, shown)
+        return value
+
+    def text(self, key: str, text: str) -> None:
+        """Glue a prose-only value that is not a result of this run (e.g. an authors' number from
+        a reference-values file, or a setting) under ``key``; nothing is recorded."""
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"glue key must be a non-empty string, got {key!r}")
+        if not isinstance(text, str):
+            raise ValueError(f"text for {key!r} must be a string, got {type(text).__name__}")
+        _glue(key, text)
 
     def savefig(self, fig: Any, name: str) -> Path:
         """Save a Matplotlib figure as ``<dir>/<name>.png`` (150 dpi, tight bounding box) and

@@ -1,19 +1,16 @@
 r"""Spectral analysis of the layers of any PyTorch model.
 
-**The matrix view of a layer.**  ``nn.Linear.weight`` is read as the ``(out, in)`` matrix;
-an ``nn.Conv2d`` kernel ``(C_out, C_in, kh, kw)`` as the ``(C_out, C_in*kh*kw)`` matrix
-(the operator acting on unfolded patches, which is what the factorization of
-:mod:`rmtlib.prune` splits).  Optionally (``conv="taps"``), a convolution is read the
-WeightWatcher way: its ``kh*kw`` per-tap slices ``W[:, :, i, j]``, each ``C_out x C_in``,
-whose eigenvalues are pooled into one spectrum.
+Layers are read as matrices as described in :mod:`rmtlib.layers` (``(out, in)`` for a Linear
+layer, ``(C_out, C_in*kh*kw)`` for a convolution, or, with ``conv="taps"``, the per-tap slices
+of a convolution, whose eigenvalues are pooled into one spectrum).
 
 Conventions: ``W`` is ``m x n``, ``N = max(m, n)``, ``p = min(m, n)``,
 ``gamma = p / N``; eigenvalues ``lambda_i = s_i**2 / N``; singular-value units for
 thresholds (``s_+ = sqrt(N * lambda_+)``).
 
 **One decomposition per layer.**  :func:`decompose` forms the smaller Gram matrix
-(``W^T W`` or ``W W^T``) and calls one symmetric eigensolver (``torch.linalg.eigh``), in
-float32 for float32 weights (float64 for float64 weights).  This gives the eigenvalues for
+(``W^T W`` or ``W W^T``) and calls one symmetric eigensolver, through
+:func:`rmtlib.linalg.gram_eigh` (its precision, thread and device rules).  This gives the eigenvalues for
 BEMA and the singular vectors of the smaller side; the other side's vectors are recovered
 only for the components kept (``u_i = W v_i / s_i``), so truncation and factorization need
 no second decomposition.  It is about 3x faster than a full SVD on CPU; the price is that
@@ -37,95 +34,24 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
-from ._threads import single_threaded
+from .layers import (
+    check_finite_weights,
+    check_layer_filter,
+    is_selected,
+    layer_matrix,
+    list_layers,
+    main_weight,
+    tap_matrices,
+)
+from .linalg import gram_eigenvalues, gram_eigh
 
 __all__ = [
     "ANALYZE_COLUMNS",
     "Decomposition",
     "analyze",
     "decompose",
-    "layer_matrix",
-    "list_layers",
-    "main_weight",
-    "tap_matrices",
-    "unsupported_reason",
 ]
-
-
-def unsupported_reason(module: nn.Module) -> str | None:
-    """Why ``module`` cannot be analysed or pruned, or None if it can (exact ``nn.Linear``
-    or ``nn.Conv2d`` with ``groups == 1`` whose matrix is at least 2 x 2)."""
-    kind = type(module).__name__
-    if parametrize.is_parametrized(module):
-        return (f"{kind} is parametrized (e.g. weight_norm): its weight is computed, so it "
-                "cannot be edited in place; remove the parametrization first")
-    if isinstance(module, nn.modules.conv._ConvTransposeNd):
-        return (f"transposed convolution ({kind}) is not supported: its kernel maps outputs "
-                "to inputs and has no two-layer factorization here")
-    if type(module) is nn.Conv2d:
-        if module.groups != 1:
-            return (f"grouped convolution (groups={module.groups}) is not supported: the kernel "
-                    "is block-diagonal, not one (C_out, C_in*kh*kw) matrix")
-    elif type(module) is not nn.Linear:
-        if isinstance(module, (nn.Linear, nn.Conv2d)):
-            return (f"{kind} subclasses nn.{type(module).__mro__[1].__name__} and may define its "
-                    "own forward; only exact nn.Linear / nn.Conv2d are analysed")
-        return f"{kind} layers are not supported (only nn.Linear and nn.Conv2d)"
-    m, n = module.weight.shape[0], module.weight[0].numel()
-    if m < 2 or n < 2:
-        return f"its matrix is {m}x{n}; a spectrum needs at least 2 rows and 2 columns"
-    return None
-
-
-def layer_matrix(module: nn.Module) -> torch.Tensor:
-    """The weight of a Linear or Conv2d layer as a matrix (detached, shares storage):
-    ``(out, in)`` or ``(C_out, C_in*kh*kw)``."""
-    if not isinstance(module, (nn.Linear, nn.Conv2d)):
-        raise ValueError(f"layer_matrix needs an nn.Linear or nn.Conv2d, got {type(module).__name__}")
-    w = module.weight.detach()
-    return w.reshape(w.shape[0], -1)
-
-
-def tap_matrices(module: nn.Conv2d) -> torch.Tensor:
-    """WeightWatcher-style per-tap slices of a Conv2d kernel: a ``(kh*kw, C_out, C_in)``
-    stack of the matrices ``W[:, :, i, j]``."""
-    if not isinstance(module, nn.Conv2d):
-        raise ValueError(f"tap_matrices needs an nn.Conv2d, got {type(module).__name__}")
-    w = module.weight.detach()
-    return w.permute(2, 3, 0, 1).reshape(-1, w.shape[0], w.shape[1])
-
-
-def main_weight(module: nn.Module) -> torch.Tensor | None:
-    """The tensor that makes ``module`` a matrix layer: its ``weight`` if that has two or
-    more dimensions (a parameter or, under a parametrization, a computed tensor), else its
-    first own parameter with two or more dimensions (e.g. an LSTM's ``weight_ih_l0``)."""
-    w = getattr(module, "weight", None)
-    if isinstance(w, torch.Tensor) and w.dim() >= 2:
-        return w
-    for p in module.parameters(recurse=False):
-        if p.dim() >= 2:
-            return p
-    return None
-
-
-def list_layers(model: nn.Module) -> list[tuple[str, nn.Module, str | None]]:
-    """``(qualified name, module, reason)`` for every module owning a weight of two or more
-    dimensions (:func:`main_weight`), in ``named_modules`` order; ``reason`` is None for
-    analysable layers and says why the others are skipped."""
-    return [(name, mod, unsupported_reason(mod)) for name, mod in model.named_modules()
-            if main_weight(mod) is not None
-            and not isinstance(mod, parametrize.ParametrizationList)]  # listed via its owner
-
-
-def _check_finite(w: torch.Tensor, name: str) -> None:
-    if not bool(torch.isfinite(w).all()):
-        nbad = int((~torch.isfinite(w)).sum())
-        raise ValueError(
-            f"layer {name!r} has {nbad} non-finite (NaN/Inf) weights; the training diverged "
-            "or the weights were corrupted -- fix that before analysing or pruning"
-        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -183,23 +109,17 @@ class Decomposition:
         return self.W - (1.0 - factor) * self.truncated(idx)
 
 
-def decompose(matrix: torch.Tensor, *, dtype: torch.dtype | None = None) -> Decomposition:
-    """One ``eigh`` of the smaller Gram matrix of ``matrix`` (see the module docstring).
-
-    ``dtype`` defaults to float64 for float64 input, else float32.  Raises ``ValueError``
-    for non-2-D or non-finite input.
+def decompose(matrix: torch.Tensor) -> Decomposition:
+    """One ``eigh`` of the smaller Gram matrix of ``matrix`` (see the module docstring), in the
+    precision of :func:`rmtlib.linalg.compute_dtype` (``W`` is kept in that precision too, so
+    the factors are computed in it).  Raises ``ValueError`` for non-2-D or non-finite input.
     """
     if not isinstance(matrix, torch.Tensor) or matrix.dim() != 2:
-        raise ValueError("decompose needs a 2-D torch tensor")
-    if dtype is None:
-        dtype = torch.float64 if matrix.dtype == torch.float64 else torch.float32
-    W = matrix.detach().to(dtype)
-    _check_finite(W, "matrix")
-    m, n = W.shape
-    right = n <= m
-    with single_threaded(min(m, n)):
-        G = W.T @ W if right else W @ W.T
-        evals, evecs = torch.linalg.eigh(G)
+        raise ValueError(f"decompose needs a 2-D torch tensor, got {type(matrix).__name__}"
+                         + (f" of shape {tuple(matrix.shape)}" if isinstance(matrix, torch.Tensor) else ""))
+    check_finite_weights(matrix, "matrix")
+    evals, evecs, right, _ = gram_eigh(matrix)
+    W = matrix.detach().to(device=evals.device, dtype=evals.dtype)
     s = evals.flip(0).clamp_min(0).sqrt()
     return Decomposition(W, s, evecs.flip(1), right)
 
@@ -207,12 +127,9 @@ def decompose(matrix: torch.Tensor, *, dtype: torch.dtype | None = None) -> Deco
 def _pooled_tap_eigenvalues(module: nn.Conv2d) -> tuple[np.ndarray, tuple[int, int]]:
     """Pooled eigenvalues of the per-tap slices and the pseudo-shape used to fit them."""
     taps = tap_matrices(module)
-    taps = taps.to(torch.float64 if taps.dtype == torch.float64 else torch.float32)
     t, m, n = taps.shape
-    with single_threaded(min(m, n)):
-        G = taps.transpose(1, 2) @ taps if n <= m else taps @ taps.transpose(1, 2)
-        lam = torch.linalg.eigvalsh(G).clamp_min(0).double().cpu().numpy().ravel() / max(m, n)
-    return np.sort(lam), (t * m, t * n)
+    lam, _ = gram_eigenvalues(taps)
+    return np.sort(lam.ravel()), (t * m, t * n)
 
 
 #: Columns of :func:`analyze` (``rank_<selector>`` columns are appended when asked).
@@ -220,29 +137,6 @@ ANALYZE_COLUMNS = [
     "name", "type", "shape", "m", "n", "params", "N", "p", "gamma", "sigma2", "lambda_plus",
     "s_plus", "spikes", "gof", "accepted", "rank", "status", "reason", "seconds",
 ]
-
-
-def _selected(names_or_pred, name: str, module: nn.Module) -> bool:
-    """A listed name selects that module and everything below it, so a layer stays
-    selected after :mod:`rmtlib.prune` splits it (``"fc"`` -> ``"fc.0"``, ``"fc.1"``)."""
-    if names_or_pred is None:
-        return True
-    if callable(names_or_pred):
-        return bool(names_or_pred(name, module))
-    return any(name == n or name.startswith(n + ".") for n in names_or_pred)
-
-
-def _check_layer_filter(model: nn.Module, layers) -> None:
-    if layers is None or callable(layers):
-        return
-    if isinstance(layers, str):
-        raise ValueError(f"layers must be a list of qualified names or a predicate, got the "
-                         f"string {layers!r}; wrap it in a list")
-    known = dict(model.named_modules())
-    missing = [n for n in layers if n not in known]
-    if missing:
-        avail = [n for n, _, _ in list_layers(model)]
-        raise ValueError(f"unknown layer name(s) {missing}; layers with weights: {avail}")
 
 
 def analyze(
@@ -306,10 +200,10 @@ def analyze(
     if bad:
         raise ValueError(f"unknown rank selector(s) {bad}; valid: {list(available_methods())}")
     selector_opts = dict(selector_opts or {})
-    _check_layer_filter(model, layers)
+    check_layer_filter(model, layers)
     rows = []
     for name, mod, reason in list_layers(model):
-        if not _selected(layers, name, mod):
+        if not is_selected(layers, name, mod):
             continue
         w = main_weight(mod)
         m = w.shape[0]
@@ -329,10 +223,7 @@ def analyze(
                 eigs, fshape = _pooled_tap_eigenvalues(mod)
                 ranks_ok, n_edge = False, max(w.shape[0], w.shape[1])
             else:
-                mat = layer_matrix(mod)
-                mat = mat.to(torch.float64 if mat.dtype == torch.float64 else torch.float32)
-                G = mat.T @ mat if n <= m else mat @ mat.T
-                eigs = torch.linalg.eigvalsh(G).clamp_min(0).double().cpu().numpy() / max(m, n)
+                eigs, _ = gram_eigenvalues(layer_matrix(mod))
                 fshape, ranks_ok, n_edge = (m, n), True, max(m, n)
             fit = fit_bema(eigs, shape=fshape, alpha=alpha, beta=beta, paper_exact=paper_exact)
             verdict = accept(fit, gof)

@@ -5,7 +5,8 @@ from scipy import stats
 import rmtlib.gof as gof
 from rmtlib.bema import fit_bema
 from rmtlib.ensembles import noise_eigenvalues, spiked_matrix
-from rmtlib.gof import accept, bema_window, gof_null, gof_statistic
+from rmtlib.bema import bema_window, gof_statistic
+from rmtlib.gof import accept, gof_null
 from rmtlib.mp import MarchenkoPastur
 
 

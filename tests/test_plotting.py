@@ -83,25 +83,6 @@ def _hist(seed, shift):
     return pd.DataFrame({"epoch": e, "test_acc": 90 + shift + e + seed * 0.5})
 
 
-def test_training_curves_mean_and_band():
-    data = {"pruned": [_hist(0, 1), _hist(1, 1), _hist(2, 1)], "unpruned": [_hist(0, 0)]}
-    ax = plotting.training_curves(data)
-    assert ax.get_ylabel() == "test accuracy (%)" and ax.get_xlabel() == "epoch"
-    pruned, _unpruned = ax.lines
-    np.testing.assert_allclose(pruned.get_ydata(), 91.5 + np.arange(5))
-    assert len(ax.collections) == 1  # a band only where >= 2 seeds contribute
-    band = ax.collections[0].get_paths()[0].vertices[:, 1]
-    np.testing.assert_allclose([band.min(), band.max()], [91.0, 96.0], atol=1e-9)
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["pruned (n = 3)", "unpruned"]
-    long = pd.concat([_hist(s, 0).assign(seed=s, variant="v") for s in range(2)])
-    ax2 = plotting.training_curves(long, band="sem")
-    assert len(ax2.lines) == 1
-    with pytest.raises(ValueError, match="column"):
-        plotting.training_curves(long, metric="nope")
-    with pytest.raises(ValueError, match="band"):
-        plotting.training_curves(long, band="iqr")
-
-
 def test_use_style_sets_theme():
     plotting.use_style()
     assert plt.rcParams["savefig.bbox"] == "tight"

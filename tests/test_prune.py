@@ -308,9 +308,12 @@ def test_min_rank_defaults_to_output_width():
 
 def test_rejected_fit_is_left_untouched_and_reported():
     torch.manual_seed(7)
-    # a rank-5 layer plus tiny noise: the bulk is nothing like Marchenko-Pastur
-    low = torch.randn(60, 5) @ torch.randn(5, 80)
-    W = low + 1e-3 * torch.randn(60, 80)
+    # singular values falling geometrically from 10 to 1e-3: the bulk is nothing like
+    # Marchenko-Pastur (in exact arithmetic; the old float32 solve also failed a rank-5 layer
+    # plus Gaussian noise, whose bulk *is* MP, only through round-off)
+    U, _ = torch.linalg.qr(torch.randn(60, 60))
+    V, _ = torch.linalg.qr(torch.randn(80, 60))
+    W = (U * torch.logspace(1, -3, 60)) @ V.T
     model = nn.Sequential(nn.Linear(80, 60), nn.ReLU(), nn.Linear(60, 50))
     with torch.no_grad():
         model[0].weight.copy_(W)

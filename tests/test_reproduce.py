@@ -238,7 +238,7 @@ def test_runs_execute_record_results_and_are_cached(repo):
     executed = json.loads((folder / "executed.ipynb").read_text())
     assert any("profile quick" in "".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
     book_copy = repo.book / "part" / "demo.ipynb"
-    assert book_copy.read_bytes() == (folder / "executed.ipynb").read_bytes()
+    assert json.loads(book_copy.read_text()) == rp.merge_parameters(executed, "quick")  # the reader copy
 
     mtimes = {p: p.stat().st_mtime_ns for p in [*repo.results.rglob("*"), *repo.book.rglob("*")]}
     again = rp.reproduce("quick", layout=repo)
@@ -251,10 +251,12 @@ def test_profile_switch_reuses_cached_results_without_executing(repo):
     rp.reproduce("quick", layout=repo, only=["demo"])
     rp.reproduce("default", layout=repo, only=["demo"])
     book_copy = repo.book / "part" / "demo.ipynb"
-    assert book_copy.read_bytes() == (repo.results / "default" / "demo" / "executed.ipynb").read_bytes()
+    executed_default = json.loads((repo.results / "default" / "demo" / "executed.ipynb").read_text())
+    assert json.loads(book_copy.read_text()) == rp.merge_parameters(executed_default, "default")
     back = rp.reproduce("quick", layout=repo, only=["demo"])
     assert _status(back) == {"demo": "cached"} and back[0].extra["copied"]
-    assert book_copy.read_bytes() == (repo.results / "quick" / "demo" / "executed.ipynb").read_bytes()
+    executed_quick = json.loads((repo.results / "quick" / "demo" / "executed.ipynb").read_text())
+    assert json.loads(book_copy.read_text()) == rp.merge_parameters(executed_quick, "quick")
 
 
 def test_only_selects_runs_with_their_dependencies_and_force_reexecutes(repo):
@@ -342,3 +344,27 @@ def test_declared_input_files_are_hashed_and_checked(repo):
     repo.config.write_text(cfg.replace("part/table.yml", "part/missing.yml"))
     with pytest.raises(rp.ConfigError, match="not a file"):
         rp.load_config(repo, "quick")
+
+
+def test_reader_copy_merges_the_injected_parameters_into_the_parameters_cell():
+    from rmtlib.reproduce import merge_parameters
+
+    def cell(src, tags=(), kind="code"):
+        return {"cell_type": kind, "metadata": {"tags": list(tags)}, "source": src, "outputs": []}
+
+    nb = {"cells": [cell("# Title", kind="markdown"),
+                    cell("# Parameters\nn = 10  # matrix size\nseeds = [1,\n         2]  # seeds\n"
+                         "results_dir = None  # injected\nkeep = 'x'  # untouched\n", ["parameters"]),
+                    cell('# Parameters\nn = 400\nseeds = [7, 8, 9]\nresults_dir = "../r"\n',
+                         ["injected-parameters"]),
+                    cell("print(n)")]}
+    out = merge_parameters(nb, "quick")
+    assert len(out["cells"]) == 3 and len(nb["cells"]) == 4  # the input is not modified
+    src = out["cells"][1]["source"]
+    assert src.splitlines()[0].startswith("# The values this page was computed with (profile 'quick')")
+    assert "n = 400  # matrix size" in src and "seeds = [7, 8, 9]  # seeds" in src
+    assert 'results_dir = "../r"  # injected' in src and "keep = 'x'  # untouched" in src
+    assert "n = 10" not in src
+    ast_ok = compile(src, "<cell>", "exec")  # still plain Python
+    assert ast_ok is not None
+    assert merge_parameters({"cells": [cell("x = 1", ["parameters"])]}) == {"cells": [cell("x = 1", ["parameters"])]}

@@ -1,5 +1,7 @@
-"""Tests of rmtlib.experiments (multi-seed studies, rank sweeps, comparisons with published
-numbers, the paper-1 recipes) and of the paper-1 plotting helpers."""
+"""Tests of the experiment modules -- rmtlib.studies (multi-seed studies), rmtlib.stats
+(reductions over seeds), rmtlib.sweeps (rank sweeps), rmtlib.diagnostics, rmtlib.published
+(comparisons with published numbers), rmtlib.papers.paper1 (the paper-1 recipes) -- and of the
+paper-1 plotting helpers."""
 
 import copy
 import math
@@ -18,31 +20,14 @@ import yaml
 
 from rmtlib import plotting
 from rmtlib.bema import fit_bema
-from rmtlib.experiments import (
-    Recipe,
-    compare_curve,
-    compare_value,
-    comparison_table,
-    class_recall,
-    curve_tree,
-    epoch_summary,
-    final_rows,
-    final_summary,
-    format_mean_sd,
-    load_checkpoints,
-    lost_classes,
-    output_activity,
-    paired_differences,
-    paired_verdict,
-    paper1_recipe,
-    record_tree,
-    run_seeds,
-    saturation_k,
-    seed_record,
-    torch_threads,
-    truncation_curve,
-    truncation_curves,
-)
+from rmtlib._threads import torch_threads
+from rmtlib.diagnostics import class_recall, lost_classes, output_activity
+from rmtlib.papers.paper1 import recipe as paper1_recipe
+from rmtlib.published import compare_curve, compare_value, comparison_table
+from rmtlib.stats import (curve_tree, epoch_summary, final_rows, final_summary, format_mean_sd,
+                          paired_differences, paired_verdict, record_tree, seed_record)
+from rmtlib.studies import Recipe, load_checkpoints, run_seeds
+from rmtlib.sweeps import saturation_k, truncation_curve, truncation_curves
 from rmtlib.models import MLP
 from rmtlib.prune import Factorized, PrunePolicy, count_parameters, truncate
 from rmtlib.train import RMTPruning, evaluate, fit

@@ -1,0 +1,166 @@
+"""Statistics over seeds: reductions of a long history frame and paired comparisons.
+
+A *history frame* has one row per run (``recipe``, ``seed``) and epoch, as produced by
+:func:`rmtlib.studies.run_seeds`.  :func:`epoch_summary`, :func:`final_rows`,
+:func:`final_summary` and :func:`paired_differences` reduce it over seeds (mean, sample standard
+deviation with ``ddof = 1``, minimum, maximum, count); :func:`paired_verdict` says in words whether
+an improvement holds across seeds; :func:`seed_record`, :func:`record_tree` and
+:func:`curve_tree` shape per-seed values for ``metrics.json``; :func:`format_mean_sd` formats
+"mean ± sd".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .validation import check_frame
+
+__all__ = [
+    "curve_tree",
+    "epoch_summary",
+    "final_rows",
+    "final_summary",
+    "format_mean_sd",
+    "paired_differences",
+    "paired_verdict",
+    "record_tree",
+    "seed_record",
+    "summary_stats",
+]
+
+
+def summary_stats(values) -> dict:
+    """``mean``, sample ``sd`` (ddof = 1; NaN for fewer than two values), ``min``, ``max`` and
+    count ``n`` of the non-missing ``values`` (a sequence or pandas Series)."""
+    v = pd.Series(values, dtype=np.float64).dropna().to_numpy()
+    n = v.size
+    return {"mean": v.mean() if n else np.nan, "sd": v.std(ddof=1) if n > 1 else np.nan,
+            "min": v.min() if n else np.nan, "max": v.max() if n else np.nan, "n": n}
+
+
+def epoch_summary(frame: pd.DataFrame, metric: str = "test_acc", by: str = "recipe") -> pd.DataFrame:
+    """Mean, sample sd (ddof = 1), min, max and count of ``metric`` over seeds, per ``by``
+    group and epoch (columns ``by, epoch, mean, sd, min, max, n``)."""
+    check_frame(frame, [by, "epoch", metric])
+    rows = [{by: key, "epoch": epoch, **summary_stats(g[metric])}
+            for (key, epoch), g in frame.groupby([by, "epoch"], sort=False)]
+    return pd.DataFrame(rows, columns=[by, "epoch", "mean", "sd", "min", "max", "n"])
+
+
+def final_rows(frame: pd.DataFrame, epoch: int | None = None) -> pd.DataFrame:
+    """One row per ``(recipe, seed)``: the row of ``epoch`` (default: each run's last)."""
+    check_frame(frame, ["recipe", "seed", "epoch"])
+    if epoch is None:
+        idx = frame.groupby(["recipe", "seed"], sort=False)["epoch"].idxmax()
+        return frame.loc[idx.to_numpy()].reset_index(drop=True)
+    out = frame[frame["epoch"] == epoch]
+    runs = frame[["recipe", "seed"]].drop_duplicates()
+    if len(out) != len(runs):
+        raise ValueError(f"epoch {epoch} is missing for some runs (epochs recorded: "
+                         f"{sorted(frame['epoch'].unique())[:3]} ... {frame['epoch'].max()})")
+    return out.reset_index(drop=True)
+
+
+def final_summary(frame: pd.DataFrame, metrics: Sequence[str] = ("test_acc", "n_params"),
+                  epoch: int | None = None) -> pd.DataFrame:
+    """Per recipe, over seeds, of the final (or ``epoch``) rows: ``<metric>_mean``,
+    ``_sd`` (ddof = 1), ``_min``, ``_max`` and the number of seeds ``n``."""
+    rows = final_rows(frame, epoch)
+    check_frame(rows, list(metrics))
+    out = []
+    for recipe, g in rows.groupby("recipe", sort=False):
+        row = {"recipe": recipe, "n": int(g["seed"].nunique())}
+        for m in metrics:
+            st = summary_stats(g[m])
+            row.update({f"{m}_{k}": st[k] for k in ("mean", "sd", "min", "max")})
+        out.append(row)
+    return pd.DataFrame(out).set_index("recipe")
+
+
+def paired_differences(frame: pd.DataFrame, baseline: str, other: str, metric: str = "test_acc",
+                       epoch: int | None = None) -> pd.DataFrame:
+    """Per seed: ``metric`` of ``baseline`` and of ``other`` at the final (or given) epoch
+    and ``difference = other - baseline``.  Only seeds run with both recipes are kept;
+    ``ValueError`` if there are none."""
+    rows = final_rows(frame, epoch)
+    check_frame(rows, [metric])
+    names = set(rows["recipe"])
+    for name in (baseline, other):
+        if name not in names:
+            raise ValueError(f"no recipe {name!r} in the frame; recipes: {sorted(names)}")
+    a = rows[rows["recipe"] == baseline].set_index("seed")[metric]
+    b = rows[rows["recipe"] == other].set_index("seed")[metric]
+    seeds = [s for s in a.index if s in b.index]
+    if not seeds:
+        raise ValueError(f"no seed was run with both {baseline!r} and {other!r}")
+    out = pd.DataFrame({"seed": seeds, baseline: a[seeds].to_numpy(), other: b[seeds].to_numpy()})
+    out["difference"] = out[other] - out[baseline]
+    return out
+
+
+def paired_verdict(differences, digits: int = 2) -> str:
+    """A plain sentence on per-seed paired differences (``other - baseline``): whether the
+    improvement holds for all, some or none of the seeds, with mean ± sd and range, e.g.
+    ``"holds for 3 of 5 seeds only: ... +0.41 ± 0.52 percentage points (from -0.20 to
+    +1.10)"``."""
+    d = np.asarray(list(differences.values()) if isinstance(differences, Mapping)
+                   else differences, dtype=np.float64)
+    if d.ndim != 1 or d.size == 0 or not np.all(np.isfinite(d)):
+        raise ValueError(f"differences must be a non-empty list of finite numbers, got {differences!r}")
+    n, up = d.size, int((d > 0).sum())
+    how = (f"holds for all {n} seeds" if up == n else
+           f"does not hold for any of the {n} seeds" if up == 0 else
+           f"holds for {up} of {n} seeds only")
+    sd = d.std(ddof=1) if n > 1 else math.nan
+    return (f"{how}: difference {format_mean_sd(d.mean(), sd, digits)} "
+            f"percentage points (from {d.min():+.{digits}f} to {d.max():+.{digits}f})")
+
+
+def seed_record(values: Mapping) -> dict:
+    """Per-seed values and their summary, for ``metrics.json``: ``{"per_seed": {"<seed>":
+    value}, "mean", "sd" (ddof = 1; NaN for one seed), "min", "max", "n"}``."""
+    if not isinstance(values, Mapping) or not values:
+        raise ValueError("values must be a non-empty mapping seed -> number")
+    st = summary_stats(pd.Series([float(v) for v in values.values()]))
+    return {"per_seed": {str(k): v for k, v in values.items()},
+            **{k: st[k] for k in ("mean", "sd", "min", "max")}, "n": int(st["n"])}
+
+
+def record_tree(frame: pd.DataFrame, value: str, keys: Sequence[str], *,
+                seed: str = "seed") -> dict:
+    """Nested dict ``{key1: {key2: ... seed_record}}`` of ``value`` (one row per seed at the
+    leaves, e.g. :func:`final_rows`), for ``metrics.json``; keys become strings."""
+    check_frame(frame, [value, seed, *keys])
+    if not keys:
+        return seed_record(dict(zip(frame[seed], frame[value])))
+    return {str(k): record_tree(g, value, keys[1:], seed=seed)
+            for k, g in frame.groupby(keys[0], sort=False)}
+
+
+def curve_tree(frame: pd.DataFrame, y: str, keys: Sequence[str], *, x: str = "epoch",
+               seed: str = "seed", pairs: bool = False) -> dict:
+    """Nested dict ``{key1: ... {"<seed>": [y ordered by x]}}`` (``pairs=True``: lists of
+    ``[x, y]`` pairs), for ``metrics.json``."""
+    check_frame(frame, [x, y, seed, *keys])
+    if not keys:
+        out = {}
+        for s, g in frame.groupby(seed, sort=False):
+            g = g.sort_values(x)
+            out[str(s)] = ([[v, w] for v, w in zip(g[x].tolist(), g[y].tolist())] if pairs
+                           else g[y].tolist())
+        return out
+    return {str(k): curve_tree(g, y, keys[1:], x=x, seed=seed, pairs=pairs)
+            for k, g in frame.groupby(keys[0], sort=False)}
+
+
+def format_mean_sd(mean: float, sd: float = math.nan, digits: int = 2) -> str:
+    """``"97.31 ± 0.12"``, or just the mean when ``sd`` is NaN (a single value)."""
+    if mean is None or not np.isfinite(mean):
+        return "n/a"
+    if sd is None or not np.isfinite(sd):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}"

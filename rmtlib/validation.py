@@ -1,0 +1,158 @@
+"""Argument checks shared by every public function of rmtlib.
+
+Each check returns the value converted to its canonical type (``int``, ``float``, ``bool``, ...)
+or raises with a message that names the argument, shows what was given and says what is
+allowed::
+
+    >>> check_int(3.0, "epochs", minimum=0)
+    Traceback (most recent call last):
+    ...
+    rmtlib.validation.ArgumentTypeError: epochs must be an integer >= 0, got 3.0 (float)
+
+A value of the wrong *type* (a string, a bool where a number is expected, a float where an
+integer is expected, ...) raises :class:`ArgumentTypeError`, which is both a ``TypeError`` and a
+``ValueError``, so callers may catch either; a value of the right type but out of range raises
+``ValueError``.  Numeric strings such as ``"0.5"`` are rejected, never parsed, and booleans are
+never numbers.
+
+This module imports neither torch nor pandas at import time (:func:`check_module` and
+:func:`check_frame` import them when called).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "ArgumentTypeError",
+    "check_bool",
+    "check_choice",
+    "check_float",
+    "check_frame",
+    "check_int",
+    "check_module",
+    "check_probability",
+    "check_seed",
+    "describe",
+]
+
+
+class ArgumentTypeError(TypeError, ValueError):
+    """An argument of the wrong type (a ``TypeError`` that is also a ``ValueError``)."""
+
+
+def describe(value: Any) -> str:
+    """``repr`` of ``value`` (shortened) followed by its type, for error messages."""
+    text = repr(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def _is_real_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def check_int(value, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """``value`` as an ``int`` (Python or NumPy integers; not bools, floats or strings) within
+    ``[minimum, maximum]``."""
+    allowed = "an integer"
+    if minimum is not None and maximum is not None:
+        allowed += f" in [{minimum}, {maximum}]"
+    elif minimum is not None:
+        allowed += f" >= {minimum}"
+    elif maximum is not None:
+        allowed += f" <= {maximum}"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise ArgumentTypeError(f"{name} must be {allowed}, got {describe(value)}")
+    out = int(value)
+    if (minimum is not None and out < minimum) or (maximum is not None and out > maximum):
+        raise ValueError(f"{name} must be {allowed}, got {out}")
+    return out
+
+
+def _interval(low, high, low_open, high_open) -> str:
+    if low is None and high is None:
+        return ""
+    if high is None:
+        return f" {'>' if low_open else '>='} {low:g}"
+    if low is None:
+        return f" {'<' if high_open else '<='} {high:g}"
+    return f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+def check_float(value, name: str, *, low: float | None = None, high: float | None = None,
+                low_open: bool = False, high_open: bool = False, finite: bool = True,
+                what: str = "a number") -> float:
+    """``value`` as a ``float`` (any real number but a bool) within the interval given by
+    ``low``/``high`` (closed unless ``low_open``/``high_open``); NaN is always rejected and
+    infinities unless ``finite=False``."""
+    allowed = what + _interval(low, high, low_open, high_open)
+    if finite:
+        allowed = allowed.replace("a number", "a finite number", 1)
+    if not _is_real_number(value):
+        raise ArgumentTypeError(f"{name} must be {allowed}, got {describe(value)}")
+    out = float(value)
+    bad = math.isnan(out) or (finite and math.isinf(out))
+    if low is not None:
+        bad = bad or out < low or (low_open and out == low)
+    if high is not None:
+        bad = bad or out > high or (high_open and out == high)
+    if bad:
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return out
+
+
+def check_probability(value, name: str, *, open_low: bool = False, open_high: bool = False) -> float:
+    """A probability in ``[0, 1]`` (ends excluded as asked)."""
+    return check_float(value, name, low=0.0, high=1.0, low_open=open_low, high_open=open_high,
+                       what="a probability")
+
+
+def check_bool(value, name: str) -> bool:
+    """``value`` as a ``bool``: only ``True``/``False`` (and NumPy bools) are accepted."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ArgumentTypeError(f"{name} must be True or False, got {describe(value)}")
+    return bool(value)
+
+
+def check_choice(value, name: str, choices: Iterable) -> Any:
+    """``value`` if it is one of ``choices`` (compared with ``==``; strings only match strings)."""
+    choices = tuple(choices)
+    ok = any(type(value) is type(c) and value == c for c in choices) or (
+        not isinstance(value, str) and any(not isinstance(c, str) and value == c for c in choices))
+    if not ok:
+        listed = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{name} must be one of {listed}; got {describe(value)}")
+    return value
+
+
+def check_seed(value, name: str = "seed") -> int:
+    """A non-negative integer seed."""
+    return check_int(value, name, minimum=0)
+
+
+def check_module(model, name: str = "model"):
+    """``model`` if it is a ``torch.nn.Module``."""
+    from torch import nn
+
+    if not isinstance(model, nn.Module):
+        raise ArgumentTypeError(f"{name} must be a torch.nn.Module, got {describe(model)}")
+    return model
+
+
+def check_frame(frame, columns: Iterable[str] = (), name: str = "frame"):
+    """``frame`` if it is a pandas ``DataFrame`` holding every column of ``columns``."""
+    import pandas as pd
+
+    if not isinstance(frame, pd.DataFrame):
+        raise ArgumentTypeError(f"{name} must be a pandas DataFrame, got {describe(frame)}")
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{name} lacks the column(s) {missing}; it has {list(frame.columns)}")
+    return frame
