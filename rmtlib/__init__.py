@@ -15,6 +15,8 @@ One concept per module:
 * experiments: :mod:`rmtlib.studies` (multi-seed studies with paired arms), :mod:`rmtlib.stats`
   (statistics over seeds), :mod:`rmtlib.sweeps` (rank sweeps), :mod:`rmtlib.diagnostics`
   (lost classes, dead units), :mod:`rmtlib.published` (published numbers next to ours),
+  :mod:`rmtlib.heavytails` (power-law tails, nulls that keep a layer's entries),
+  :mod:`rmtlib.parallel` (independent tasks, in-process or on a Dask cluster),
   :mod:`rmtlib.papers` (one module per paper);
 * :mod:`rmtlib.plotting` -- every figure (the only module importing matplotlib);
 * :mod:`rmtlib.results` and :mod:`rmtlib.reproduce` -- recorded runs and the notebook runner.
