@@ -16,14 +16,29 @@ from torch import nn
 from .models import MLP
 from .studies import keyed
 from .train import predict
+from .validation import ArgumentTypeError, check_float, check_int, check_module, describe
 
 __all__ = ["class_recall", "lost_classes", "output_activity"]
 
 
 def _check_inputs(x) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or len(x) == 0:
-        raise ValueError("x must be a non-empty floating-point tensor of inputs")
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() == 0 or len(x) == 0:
+        raise ArgumentTypeError(f"x must be a non-empty floating-point tensor of inputs, got {describe(x)}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("x holds NaN or Inf values")
     return x
+
+
+def _check_data(data):
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise ArgumentTypeError(f"data must be a pair (x, y) of tensors, got {describe(data)}")
+    x, y = data
+    x = _check_inputs(x)
+    if not isinstance(y, torch.Tensor) or y.dtype != torch.long or y.dim() != 1 or len(y) != len(x):
+        raise ValueError("y must be a 1-D int64 tensor of labels, one per row of x")
+    if len(y) and int(y.min()) < 0:
+        raise ValueError(f"labels must be non-negative class indices, got {int(y.min())}")
+    return x, y
 
 
 @torch.no_grad()
@@ -35,8 +50,9 @@ def output_activity(model: MLP, x: torch.Tensor, *, batch_size: int = 4096) -> n
     input and receives no gradient: it is *dead*, its class wins only ties.
     """
     if not isinstance(model, MLP):
-        raise ValueError(f"output_activity needs an rmtlib MLP, got {type(model).__name__}")
+        raise ArgumentTypeError(f"output_activity needs an rmtlib MLP, got {describe(model)}")
     x = _check_inputs(x)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
     flag = model.relu_on_logits
     model.relu_on_logits = False  # read the logits before the activation
     try:
@@ -51,10 +67,9 @@ def class_recall(model: nn.Module, data, *, batch_size: int = 4096) -> np.ndarra
     """Per-class recall (%) of the arg-max predictions of ``model`` on ``data = (x, y)``:
     the share of the images of class ``c`` classified as ``c`` (NaN for a class absent from
     ``y``; classes ``0 .. max(y, outputs - 1)``).  Eval mode; the model is left as it was."""
-    x, y = data
-    x = _check_inputs(x)
-    if not isinstance(y, torch.Tensor) or y.dtype != torch.long or len(y) != len(x):
-        raise ValueError("y must be an int64 tensor of labels, one per row of x")
+    check_module(model)
+    x, y = _check_data(data)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
     pred = predict(model, x, batch_size=batch_size).argmax(1)
     n = max(int(y.max()) + 1, int(pred.max()) + 1)
     total = torch.bincount(y, minlength=n).double()
@@ -69,6 +84,8 @@ def lost_classes(models: Mapping, data, *, threshold: float = 50.0,
     ``threshold`` percent (``lost``, ``n_lost``), every class's recall (``recall``, %) and,
     for an :class:`~rmtlib.models.MLP`, the :func:`output_activity` of the lost classes'
     output units (``activity_of_lost``, fractions of the inputs)."""
+    threshold = check_float(threshold, "threshold", low=0.0, high=100.0)
+    _check_data(data)
     rows = []
     for cols, model in keyed(models, names):
         recall = class_recall(model, data)

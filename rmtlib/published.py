@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .stats import format_mean_sd
+from .validation import ArgumentTypeError, check_int, check_str, describe
 
 __all__ = ["compare_curve", "compare_value", "comparison_table"]
 
@@ -30,10 +31,23 @@ def compare_value(quantity: str, authors: float, ours, *, same_seed: float | Non
     formatting the other columns alike), and ``same_seed``: our value for the authors' own
     seed, if given (NaN otherwise).
     """
+    check_str(quantity, "quantity")
+    check_str(unit, "unit", empty=True)
+    check_str(note, "note", empty=True)
+    digits = check_int(digits, "digits", minimum=0, maximum=12)
+    if same_seed is not None and (isinstance(same_seed, (bool, str))
+                                  or not isinstance(same_seed, (int, float, np.number))):
+        raise ArgumentTypeError(f"{quantity}: same_seed must be a number or None, got {describe(same_seed)}")
+    if isinstance(ours, (str, bytes, Mapping)):
+        raise ArgumentTypeError(f"{quantity}: ours must be a number or a list of numbers, got {describe(ours)}")
     if isinstance(authors, bool) or not isinstance(authors, (int, float, np.number)) \
             or not np.isfinite(authors):
         raise ValueError(f"{quantity}: the authors' value must be a finite number, got {authors!r}")
-    vals = np.atleast_1d(np.asarray(ours, dtype=np.float64))
+    try:
+        vals = np.atleast_1d(np.asarray(ours, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise ArgumentTypeError(f"{quantity}: ours must be a number or a list of numbers, "
+                                f"got {describe(ours)}") from None
     if vals.ndim != 1 or not np.all(np.isfinite(vals)):
         raise ValueError(f"{quantity}: ours must be a finite number or a list of them, "
                          f"got {ours!r}")
@@ -63,8 +77,11 @@ def compare_curve(label: str, authors: Sequence[float], per_seed: Mapping, *,
     names are ``label.format(x=...)`` (position or x value); ``same_seed`` is the key of
     ``per_seed`` holding the authors' own seed, if any.
     """
+    check_str(label, "label")
     if not isinstance(per_seed, Mapping):
-        raise ValueError("per_seed must be a mapping seed -> curve")
+        raise ArgumentTypeError(f"per_seed must be a mapping seed -> curve, got {describe(per_seed)}")
+    if isinstance(authors, (str, bytes)) or not hasattr(authors, "__len__"):
+        raise ArgumentTypeError(f"{label}: authors must be a list of numbers, got {describe(authors)}")
     if x is not None and len(x) != len(authors):
         raise ValueError(f"{label}: x has {len(x)} values but authors has {len(authors)}")
     lookup = {}
@@ -89,6 +106,9 @@ def comparison_table(rows: Iterable[dict]) -> pd.DataFrame:
     rows = list(rows)
     if not rows:
         raise ValueError("comparison_table needs at least one row")
+    bad = [r for r in rows if not isinstance(r, Mapping) or "quantity" not in r]
+    if bad:
+        raise ArgumentTypeError(f"rows must be dicts made by compare_value, got {describe(bad[0])}")
     df = pd.DataFrame(rows)
     if df["quantity"].duplicated().any():
         raise ValueError(f"duplicate quantities: {sorted(df.loc[df.quantity.duplicated(), 'quantity'])}")

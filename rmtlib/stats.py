@@ -17,7 +17,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .validation import check_frame
+from .validation import (ArgumentTypeError, check_bool, check_frame, check_int, check_names,
+                         check_str, describe)
 
 __all__ = [
     "curve_tree",
@@ -36,7 +37,12 @@ __all__ = [
 def summary_stats(values) -> dict:
     """``mean``, sample ``sd`` (ddof = 1; NaN for fewer than two values), ``min``, ``max`` and
     count ``n`` of the non-missing ``values`` (a sequence or pandas Series)."""
-    v = pd.Series(values, dtype=np.float64).dropna().to_numpy()
+    if isinstance(values, (str, bytes, Mapping)) or not hasattr(values, "__len__"):
+        raise ArgumentTypeError(f"values must be a sequence of numbers, got {describe(values)}")
+    try:
+        v = pd.Series(values, dtype=np.float64).dropna().to_numpy()
+    except (TypeError, ValueError):
+        raise ArgumentTypeError(f"values must be a sequence of numbers, got {describe(values)}") from None
     n = v.size
     return {"mean": v.mean() if n else np.nan, "sd": v.std(ddof=1) if n > 1 else np.nan,
             "min": v.min() if n else np.nan, "max": v.max() if n else np.nan, "n": n}
@@ -45,7 +51,7 @@ def summary_stats(values) -> dict:
 def epoch_summary(frame: pd.DataFrame, metric: str = "test_acc", by: str = "recipe") -> pd.DataFrame:
     """Mean, sample sd (ddof = 1), min, max and count of ``metric`` over seeds, per ``by``
     group and epoch (columns ``by, epoch, mean, sd, min, max, n``)."""
-    check_frame(frame, [by, "epoch", metric])
+    check_frame(frame, [check_str(by, "by"), "epoch", check_str(metric, "metric")])
     rows = [{by: key, "epoch": epoch, **summary_stats(g[metric])}
             for (key, epoch), g in frame.groupby([by, "epoch"], sort=False)]
     return pd.DataFrame(rows, columns=[by, "epoch", "mean", "sd", "min", "max", "n"])
@@ -54,6 +60,8 @@ def epoch_summary(frame: pd.DataFrame, metric: str = "test_acc", by: str = "reci
 def final_rows(frame: pd.DataFrame, epoch: int | None = None) -> pd.DataFrame:
     """One row per ``(recipe, seed)``: the row of ``epoch`` (default: each run's last)."""
     check_frame(frame, ["recipe", "seed", "epoch"])
+    if epoch is not None:
+        epoch = check_int(epoch, "epoch", minimum=0)
     if epoch is None:
         idx = frame.groupby(["recipe", "seed"], sort=False)["epoch"].idxmax()
         return frame.loc[idx.to_numpy()].reset_index(drop=True)
@@ -69,8 +77,10 @@ def final_summary(frame: pd.DataFrame, metrics: Sequence[str] = ("test_acc", "n_
                   epoch: int | None = None) -> pd.DataFrame:
     """Per recipe, over seeds, of the final (or ``epoch``) rows: ``<metric>_mean``,
     ``_sd`` (ddof = 1), ``_min``, ``_max`` and the number of seeds ``n``."""
+    metrics = check_names(list(metrics) if isinstance(metrics, tuple) else metrics, "metrics",
+                          empty=False)
     rows = final_rows(frame, epoch)
-    check_frame(rows, list(metrics))
+    check_frame(rows, metrics)
     out = []
     for recipe, g in rows.groupby("recipe", sort=False):
         row = {"recipe": recipe, "n": int(g["seed"].nunique())}
@@ -86,6 +96,8 @@ def paired_differences(frame: pd.DataFrame, baseline: str, other: str, metric: s
     """Per seed: ``metric`` of ``baseline`` and of ``other`` at the final (or given) epoch
     and ``difference = other - baseline``.  Only seeds run with both recipes are kept;
     ``ValueError`` if there are none."""
+    for arg, name in ((baseline, "baseline"), (other, "other"), (metric, "metric")):
+        check_str(arg, name)
     rows = final_rows(frame, epoch)
     check_frame(rows, [metric])
     names = set(rows["recipe"])
@@ -107,6 +119,9 @@ def paired_verdict(differences, digits: int = 2) -> str:
     improvement holds for all, some or none of the seeds, with mean ± sd and range, e.g.
     ``"holds for 3 of 5 seeds only: ... +0.41 ± 0.52 percentage points (from -0.20 to
     +1.10)"``."""
+    digits = check_int(digits, "digits", minimum=0, maximum=12)
+    if isinstance(differences, (str, bytes)):
+        raise ArgumentTypeError(f"differences must be a list of numbers, got {describe(differences)}")
     d = np.asarray(list(differences.values()) if isinstance(differences, Mapping)
                    else differences, dtype=np.float64)
     if d.ndim != 1 or d.size == 0 or not np.all(np.isfinite(d)):
@@ -124,7 +139,11 @@ def seed_record(values: Mapping) -> dict:
     """Per-seed values and their summary, for ``metrics.json``: ``{"per_seed": {"<seed>":
     value}, "mean", "sd" (ddof = 1; NaN for one seed), "min", "max", "n"}``."""
     if not isinstance(values, Mapping) or not values:
-        raise ValueError("values must be a non-empty mapping seed -> number")
+        raise ArgumentTypeError(f"values must be a non-empty mapping seed -> number, got {describe(values)}")
+    bad = {k: v for k, v in values.items()
+           if isinstance(v, (bool, str)) or not isinstance(v, (int, float, np.number))}
+    if bad:
+        raise ArgumentTypeError(f"values must map seeds to numbers, got {bad!r}")
     st = summary_stats(pd.Series([float(v) for v in values.values()]))
     return {"per_seed": {str(k): v for k, v in values.items()},
             **{k: st[k] for k in ("mean", "sd", "min", "max")}, "n": int(st["n"])}
@@ -134,7 +153,8 @@ def record_tree(frame: pd.DataFrame, value: str, keys: Sequence[str], *,
                 seed: str = "seed") -> dict:
     """Nested dict ``{key1: {key2: ... seed_record}}`` of ``value`` (one row per seed at the
     leaves, e.g. :func:`final_rows`), for ``metrics.json``; keys become strings."""
-    check_frame(frame, [value, seed, *keys])
+    keys = check_names(list(keys) if isinstance(keys, tuple) else keys, "keys")
+    check_frame(frame, [check_str(value, "value"), check_str(seed, "seed"), *keys])
     if not keys:
         return seed_record(dict(zip(frame[seed], frame[value])))
     return {str(k): record_tree(g, value, keys[1:], seed=seed)
@@ -145,7 +165,9 @@ def curve_tree(frame: pd.DataFrame, y: str, keys: Sequence[str], *, x: str = "ep
                seed: str = "seed", pairs: bool = False) -> dict:
     """Nested dict ``{key1: ... {"<seed>": [y ordered by x]}}`` (``pairs=True``: lists of
     ``[x, y]`` pairs), for ``metrics.json``."""
-    check_frame(frame, [x, y, seed, *keys])
+    keys = check_names(list(keys) if isinstance(keys, tuple) else keys, "keys")
+    pairs = check_bool(pairs, "pairs")
+    check_frame(frame, [check_str(x, "x"), check_str(y, "y"), check_str(seed, "seed"), *keys])
     if not keys:
         out = {}
         for s, g in frame.groupby(seed, sort=False):
@@ -158,7 +180,12 @@ def curve_tree(frame: pd.DataFrame, y: str, keys: Sequence[str], *, x: str = "ep
 
 
 def format_mean_sd(mean: float, sd: float = math.nan, digits: int = 2) -> str:
-    """``"97.31 ± 0.12"``, or just the mean when ``sd`` is NaN (a single value)."""
+    """``"97.31 ± 0.12"``, or just the mean when ``sd`` is NaN (a single value); ``"n/a"`` for a
+    missing (None or NaN) mean."""
+    digits = check_int(digits, "digits", minimum=0, maximum=12)
+    for arg, name in ((mean, "mean"), (sd, "sd")):
+        if arg is not None and (isinstance(arg, (bool, str)) or not isinstance(arg, (int, float, np.number))):
+            raise ArgumentTypeError(f"{name} must be a number or None, got {describe(arg)}")
     if mean is None or not np.isfinite(mean):
         return "n/a"
     if sd is None or not np.isfinite(sd):

@@ -22,7 +22,7 @@ from .prune import Factorized
 from .spectra import decompose
 from .studies import keyed
 from .train import evaluate
-from .validation import check_frame
+from .validation import check_float, check_frame, check_int, check_module, check_names, check_str
 
 __all__ = ["saturation_k", "truncation_curve", "truncation_curves"]
 
@@ -45,6 +45,9 @@ def truncation_curve(model: nn.Module, layer: str, ks: Iterable[int], data, *,
     pandas.DataFrame
         Columns ``k``, ``test_loss`` (nats/sample), ``test_acc`` (%), in the order of ``ks``.
     """
+    check_module(model)
+    check_str(layer, "layer")
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
     get_layer(model, layer)  # validates the name and the layer type
     m = copy.deepcopy(model)
     mod = get_layer(m, layer)
@@ -85,6 +88,8 @@ def truncation_curves(models: Mapping, layer: str, ks, data, *,
     """:func:`truncation_curve` of each model; the keys of ``models`` (tuples) become the
     columns ``names``.  ``ks`` is one list of ranks for every model, or a mapping from the
     keys of ``models`` to their own lists (e.g. each model's predicted rank)."""
+    check_str(layer, "layer")
+    names = check_names(list(names) if isinstance(names, tuple) else names, "names", empty=False)
     per_model = isinstance(ks, Mapping)
     if per_model:
         missing = [k for k in models if k not in ks]
@@ -105,6 +110,9 @@ def saturation_k(curves: pd.DataFrame, full_k: int, tolerance: float = 0.5, *,
     at ``k = full_k`` (``full_acc``) and the smallest other ``k`` of the curve whose
     accuracy is at least ``full_acc - tolerance`` (``k_saturation``; ``tolerance`` in
     percentage points; NaN if no other ``k`` gets that close)."""
+    keys = check_names(list(keys) if isinstance(keys, tuple) else keys, "keys", empty=False)
+    full_k = check_int(full_k, "full_k", minimum=0)
+    tolerance = check_float(tolerance, "tolerance", low=0.0)
     check_frame(curves, [*keys, "k", "test_acc"])
     rows = []
     for key, g in curves.groupby(list(keys), sort=False):

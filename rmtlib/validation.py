@@ -37,7 +37,9 @@ __all__ = [
     "check_int",
     "check_module",
     "check_probability",
+    "check_names",
     "check_seed",
+    "check_str",
     "describe",
 ]
 
@@ -130,6 +132,27 @@ def check_choice(value, name: str, choices: Iterable) -> Any:
         listed = ", ".join(repr(c) for c in choices)
         raise ValueError(f"{name} must be one of {listed}; got {describe(value)}")
     return value
+
+
+def check_str(value, name: str, *, empty: bool = False) -> str:
+    """``value`` if it is a string (non-empty unless ``empty``)."""
+    if not isinstance(value, str):
+        raise ArgumentTypeError(f"{name} must be a string, got {describe(value)}")
+    if not empty and not value:
+        raise ValueError(f"{name} must be a non-empty string")
+    return value
+
+
+def check_names(values, name: str, *, empty: bool = True) -> list[str]:
+    """A list or tuple of strings (a bare string is rejected: wrap it in a list)."""
+    if isinstance(values, str) or not isinstance(values, (list, tuple)):
+        raise ArgumentTypeError(f"{name} must be a list of strings, got {describe(values)}")
+    bad = [v for v in values if not isinstance(v, str)]
+    if bad:
+        raise ArgumentTypeError(f"{name} must be a list of strings, got the item(s) {bad!r}")
+    if not empty and not values:
+        raise ValueError(f"{name} must not be empty")
+    return list(values)
 
 
 def check_seed(value, name: str = "seed") -> int:
