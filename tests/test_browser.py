@@ -9,30 +9,15 @@ CI installs chromium (.ci/run); locally the test may be skipped with RMTLIB_ALLO
 from __future__ import annotations
 
 import functools
-import os
-import shutil
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
+from conftest import CHROMIUM_ARGS, LOCAL_HOSTS
+from conftest import chromium as _chromium
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
-
-LOCAL_HOSTS = {"127.0.0.1", "localhost"}
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-def _chromium() -> str:
-    path = shutil.which("chromium")
-    if path:
-        return path
-    if os.environ.get("RMTLIB_ALLOW_SKIP_BROWSER") == "1":
-        pytest.skip("chromium is not installed (apt-get install -y chromium); skipped because "
-                    "RMTLIB_ALLOW_SKIP_BROWSER=1")
-    pytest.fail("chromium is not installed: run `apt-get install -y chromium` (as .ci/run does), or set "
-                "RMTLIB_ALLOW_SKIP_BROWSER=1 to skip this test locally")
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
