@@ -36,6 +36,24 @@ def chromium() -> str:
                 "RMTLIB_ALLOW_SKIP_BROWSER=1 to skip this test locally")
 
 
+def block_external(context) -> list[str]:
+    """Abort every request of the Playwright browser ``context`` to a host other than
+    ``LOCAL_HOSTS``; return the list in which their URLs are recorded."""
+    from urllib.parse import urlsplit
+
+    external: list[str] = []
+
+    def gate(route):
+        if urlsplit(route.request.url).hostname in LOCAL_HOSTS:
+            route.continue_()
+        else:
+            external.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", gate)
+    return external
+
+
 #: Never copied into a test tree: caches and outputs a user may have locally.
 _UNTRACKED = {".git", ".venv", "_build", "results", "data", "__pycache__", ".pytest_cache",
               ".hypothesis", ".benchmarks", ".cache", ".ipynb_checkpoints"}

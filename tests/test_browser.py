@@ -11,10 +11,9 @@ from __future__ import annotations
 import functools
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
 
 import pytest
-from conftest import CHROMIUM_ARGS, LOCAL_HOSTS
+from conftest import CHROMIUM_ARGS, block_external
 from conftest import chromium as _chromium
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -43,20 +42,12 @@ def test_mp_page_in_a_real_browser(served_book, tmp_path):
     chromium = _chromium()
     from playwright.sync_api import sync_playwright
 
-    external, failed_local = [], []
-
-    def gate(route):
-        if urlsplit(route.request.url).hostname in LOCAL_HOSTS:
-            route.continue_()
-        else:
-            external.append(route.request.url)
-            route.abort()
-
+    failed_local = []
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
             str(tmp_path / "profile"), executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         try:
-            context.route("**/*", gate)
+            external = block_external(context)
             page = context.new_page()
             page.on("response", lambda r: r.status >= 400 and not r.url.endswith("/favicon.ico")
                     and failed_local.append(f"{r.status} {r.url}"))  # favicon: the browser's own request

@@ -22,10 +22,9 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
-from conftest import CHROMIUM_ARGS, LOCAL_HOSTS, REPO, chromium, copy_tree
+from conftest import CHROMIUM_ARGS, REPO, block_external, chromium, copy_tree
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -118,22 +117,13 @@ def test_make_lab_runs_a_notebook_by_hand_in_a_real_browser(lab, tmp_path):
     text = log.read_text()
     assert f"JupyterLab on {tree}/notebooks, kernel 'python3'" in text
     assert f"http://127.0.0.1:{base.rsplit(':', 1)[1]}/lab/tree/notebooks?token=" in text  # the URL
-    external = []
-
-    def gate(route):
-        if urlsplit(route.request.url).hostname in LOCAL_HOSTS:
-            route.continue_()
-        else:
-            external.append(route.request.url)
-            route.abort()
-
     saved = tree / NOTEBOOK
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
             str(tmp_path / "profile"), executable_path=chromium(), headless=True, args=CHROMIUM_ARGS,
             viewport={"width": 1400, "height": 900})
         try:
-            context.route("**/*", gate)
+            external = block_external(context)
             page = context.new_page()
             page.goto(f"{base}/lab/tree/{NOTEBOOK}?token={token}", wait_until="load")
             page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=60_000)
