@@ -16,6 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 _DATA = REPO.parent / "shared" / "data"
 if "RMTLIB_DATA" not in os.environ and _DATA.is_dir():
     os.environ["RMTLIB_DATA"] = str(_DATA)  # CI and `make` set it; plain `pytest` gets the same default
+elif "RMTLIB_DATA" not in os.environ and (REPO / "data" / "MNIST" / "raw").is_dir():
+    os.environ["RMTLIB_DATA"] = str(REPO / "data")  # downloaded by `make book`: the test trees use it too
 
 #: The browser tests drive Debian's chromium (never a downloaded browser), headless, without its
 #: background traffic; every request to another host than these is aborted and recorded.

@@ -1,6 +1,7 @@
 """Tests for rmtlib.data (MNIST / Fashion-MNIST: local files, else torchvision's download).
 
-The source ``.gz`` files come from ``$RMTLIB_TEST_DATA`` (default ``<repo>/../shared/data``);
+The source ``.gz`` files come from ``$RMTLIB_TEST_DATA`` (default ``<repo>/../shared/data``, else
+the checkout's ``data/`` once the book has downloaded it);
 every test works on copies or symlinks under ``tmp_path`` and on a private cache directory.
 Downloads never leave the machine: the tests serve the ``.gz`` files from a loopback HTTP server
 and point ``$RMTLIB_DATA_MIRROR`` (or torchvision's own ``mirrors``) at it; every other test has
@@ -35,8 +36,11 @@ from rmtlib.data import (
     resolve_root,
 )
 
+# the source archives: $RMTLIB_TEST_DATA, else ../shared/data, else the checkout's data/ (downloaded)
+_REPO = Path(__file__).resolve().parents[1]
 SRC = Path(os.environ.get("RMTLIB_TEST_DATA")
-           or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+           or next((d for d in (_REPO.parent / "shared" / "data", _REPO / "data") if d.is_dir()),
+                   _REPO.parent / "shared" / "data"))
 NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
          "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
@@ -404,8 +408,8 @@ def test_repr_and_describe():
 
 def run_cli(*args, cwd, env_extra=None):
     env = {k: v for k, v in os.environ.items() if k != "RMTLIB_DATA"}
-    repo = str(Path(__file__).resolve().parents[1])  # this checkout's rmtlib, wherever pip installed one
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))
+    # this checkout's rmtlib, wherever pip installed one
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO), os.environ.get("PYTHONPATH")]))
     env.update(env_extra or {})
     return subprocess.run([sys.executable, "-m", "rmtlib.data", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
