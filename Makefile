@@ -1,7 +1,7 @@
 # rmtlib + its Jupyter Book.  Two commands matter:
 #   make book   # set up .venv, execute the notebooks (PROFILE=default), build _build/html
 #   make test   # set up .venv, run every test (unit, end-to-end, browser)
-# Everything runs in .venv, created by `make setup` with plain pip.
+# Everything runs in .venv, created by `make setup` with plain pip. `make lab` opens JupyterLab.
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -23,13 +23,14 @@ ifeq ($(origin RMTLIB_DATA),undefined)
   endif
 endif
 
-.PHONY: help setup chromium book test test-fast bench clean distclean
+.PHONY: help setup chromium book test test-fast bench lab clean distclean
 
 help:
 	@echo "make book [PROFILE=quick|default|paper]  execute the notebooks and build _build/html"
 	@echo "make test                                run all tests (unit, e2e, browser)"
 	@echo "make test-fast                           unit tests only (no notebook execution, no browser)"
 	@echo "make bench                               run the benchmarks (python -m rmtlib.benchmarks)"
+	@echo "make lab [LAB_ARGS=...]                  JupyterLab on the notebooks (run them by hand)"
 	@echo "make setup                               create .venv with the pinned requirements"
 	@echo "make clean | distclean                   remove build outputs | also results/ and .venv"
 
@@ -65,6 +66,20 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python -m rmtlib.benchmarks
+
+# JupyterLab from the repository root (so that notebooks find their relative paths and write
+# results/manual/), notebooks/ open, on the runner's kernel (the .venv's Python: kernel_name());
+# this checkout's rmtlib first on the kernels' path. As root, --allow-root. The URL (with its
+# token) is printed by JupyterLab. LAB_ARGS adds options, e.g. LAB_ARGS="--no-browser --port=9999".
+LAB_ARGS ?=
+lab: setup
+	@kernel="$$($(BIN)/python -c 'from rmtlib.reproduce import kernel_name; print(kernel_name())')"; \
+	opts="--MultiKernelManager.default_kernel_name=$$kernel"; \
+	[ "$$kernel" = python3 ] || opts="$$opts --KernelSpecManager.allowed_kernelspecs=$$kernel"; \
+	[ "$$(id -u)" != 0 ] || opts="$$opts --allow-root"; \
+	echo "JupyterLab on $(CURDIR)/notebooks, kernel '$$kernel'; open the URL printed below"; \
+	PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" exec $(BIN)/jupyter lab \
+	  --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks $$opts $(LAB_ARGS)
 
 clean:
 	rm -rf _build book/executed .pytest_cache .hypothesis .benchmarks

@@ -1,4 +1,4 @@
-"""MNIST and Fashion-MNIST as in-memory tensors, offline first.
+"""MNIST and Fashion-MNIST as in-memory tensors: local files first, else torchvision's download.
 
 :func:`load_dataset` returns a :class:`Dataset` holding the whole train and test splits as
 tensors: images ``(n, 1, 28, 28)`` scaled to ``[0, 1]`` exactly as torchvision's ``ToTensor``
@@ -7,9 +7,30 @@ The files are read by torchvision's own dataset classes (``download=False``); wh
 converted at once, never sample by sample.
 
 Where the data is looked for (:func:`resolve_root`): the ``root`` argument, else the environment
-variable ``RMTLIB_DATA``, else ``./data`` in the current working directory.  The root uses
-torchvision's layout ``<root>/<Name>/raw/`` with ``Name`` = ``MNIST`` or ``FashionMNIST``,
-holding either the uncompressed IDX files or only their ``.gz`` archives.
+variable ``RMTLIB_DATA``, else the default ``./data``, which inside a checkout of this repository
+means the repository's ``data/`` folder whatever the working directory (the root is found as
+:func:`rmtlib.results.find_root` finds it: the nearest folder holding ``_config.yml`` and
+``rmtlib/``), and elsewhere ``data/`` in the working directory.  The root uses torchvision's
+layout ``<root>/<Name>/raw/`` with ``Name`` = ``MNIST`` or ``FashionMNIST``, holding either the
+uncompressed IDX files or only their ``.gz`` archives.
+
+Download (``load_dataset(download=True)``, the default; ``prepare_dataset(download=True)``; the
+command line's ``--download``), when a file is missing:
+
+* torchvision's own ``MNIST`` / ``FashionMNIST`` download fetches the four ``.gz`` files from the
+  class's ``mirrors`` (torchvision's, checked against torchvision's MD5s of the archives), or from
+  ``$RMTLIB_DATA_MIRROR`` if set: a base URL laid out like a data root, ``<URL>/MNIST/raw/*.gz``
+  and ``<URL>/FashionMNIST/raw/*.gz`` (``python -m http.server -d DATA_ROOT`` serves one; its
+  archives may be re-compressed copies, so only their content is checked);
+* it downloads into a hidden staging folder ``<root>/.rmtlib-download-<Name>-...`` and checks the
+  *uncompressed* size and MD5 of every archive (the table below) before moving the ``.gz`` files
+  into ``<root>/<Name>/raw/``; then they are extracted as below.  A failed or corrupt download
+  leaves nothing behind (the staging folder and any folder it created are removed; a staging
+  folder of a killed process on this host is removed by the next attempt), so the next attempt
+  starts clean; existing files are never replaced;
+* sockets time out after ``DOWNLOAD_TIMEOUT_S`` seconds without data, so an unreachable network
+  fails instead of hanging; the error is one :class:`DataNotFoundError` naming the root, the
+  mirrors tried and the ways to get the data.
 
 Extraction of a root with only ``.gz`` files (done once, by :func:`prepare_dataset`):
 
@@ -27,13 +48,14 @@ Extraction of a root with only ``.gz`` files (done once, by :func:`prepare_datas
 * an existing uncompressed file is never overwritten: if it has the wrong size or MD5, a
   :class:`CorruptDataError` names it and it is left untouched.
 
-Errors: :class:`DataNotFoundError` (a ``FileNotFoundError``) when files are missing, with where
-it looked and how to get the data; :class:`CorruptDataError` (a ``ValueError``) for a truncated,
-non-gzip or wrong-content archive or a wrong extracted file; ``ValueError`` for bad arguments.
+Errors: :class:`DataNotFoundError` (a ``FileNotFoundError``) when files are missing (and could
+not be downloaded), with where it looked and how to get the data; :class:`CorruptDataError` (a
+``ValueError``) for a truncated, non-gzip or wrong-content archive (local or downloaded) or a
+wrong extracted file; ``ValueError`` for bad arguments (``ArgumentTypeError`` for a wrong type).
 
 Command line: ``python -m rmtlib.data [--root DIR] [--name mnist|fashion_mnist|all] [--verify]
-[--download]`` prints where the data was found and its status; on failure it prints a one-line
-error to stderr and exits with code 2.
+[--download]`` prints where the data was found and its status (it downloads only with
+``--download``); on failure it prints a one-line error to stderr and exits with code 2.
 """
 
 from __future__ import annotations
@@ -46,8 +68,11 @@ import math
 import numbers
 import os
 import secrets
+import shutil
+import socket
 import sys
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -55,10 +80,15 @@ import numpy as np
 import torch
 
 from rmtlib._paths import cache_dir
+from rmtlib.results import find_root
 from rmtlib.seeding import check_random_state
+from rmtlib.validation import ArgumentTypeError, check_bool, describe
 
 __all__ = [
     "DATASETS",
+    "DOWNLOAD_TIMEOUT_S",
+    "ENV_DATA",
+    "ENV_MIRROR",
     "CorruptDataError",
     "DataNotFoundError",
     "DataStatus",
@@ -72,7 +102,10 @@ __all__ = [
 ]
 
 ENV_DATA = "RMTLIB_DATA"
+ENV_MIRROR = "RMTLIB_DATA_MIRROR"
 DATASETS = ("mnist", "fashion_mnist")
+#: Seconds a download socket may wait for data before the attempt fails.
+DOWNLOAD_TIMEOUT_S = 60
 
 # Size in bytes and MD5 of the *uncompressed* IDX files, as tabulated in the project's data
 # README.  MNIST: Y. LeCun, C. Cortes, C. J. C. Burges, "The MNIST database of handwritten
@@ -95,6 +128,7 @@ _FILES: dict[str, tuple[str, tuple[tuple[str, int, str], ...]]] = {
 }
 _ALIASES = {"mnist": "mnist", "fashion_mnist": "fashion_mnist", "fashionmnist": "fashion_mnist"}
 _STAMP_SUFFIX = ".rmtlib-stamp.json"
+_STAGING = ".rmtlib-download-"
 _CHUNK = 1 << 22
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -111,30 +145,39 @@ class CorruptDataError(ValueError):
 def canonical_name(name: str) -> str:
     """Return ``"mnist"`` or ``"fashion_mnist"`` for a case-insensitive name or alias
     (``"fashion-mnist"``, ``"FashionMNIST"``); raise ``ValueError`` otherwise."""
-    key = name.lower().replace("-", "_") if isinstance(name, str) else None
+    valid = "valid names: 'mnist', 'fashion_mnist' (also 'fashion-mnist', 'FashionMNIST'; case-insensitive)"
+    if not isinstance(name, str):
+        raise ArgumentTypeError(f"name must be a dataset name (a string), got {describe(name)}; {valid}")
+    key = name.lower().replace("-", "_")
     if key not in _ALIASES:
-        raise ValueError(
-            f"unknown dataset {name!r}; valid names: 'mnist', 'fashion_mnist' "
-            "(also 'fashion-mnist', 'FashionMNIST'; case-insensitive)"
-        )
+        raise ValueError(f"unknown dataset {name!r}; {valid}")
     return _ALIASES[key]
 
 
 def _resolve(root) -> tuple[Path, str]:
     """The data root as an absolute path and the rule that chose it."""
     if root is not None:
-        if not isinstance(root, (str, os.PathLike)) or not os.fspath(root):
+        if not isinstance(root, (str, os.PathLike)):
+            raise ArgumentTypeError(f"root must be a path (str or os.PathLike), got {describe(root)}")
+        if not os.fspath(root):
             raise ValueError(f"root must be a non-empty path, got {root!r}")
         return Path(root).expanduser().absolute(), "the root argument"
     if os.environ.get(ENV_DATA):
         return Path(os.environ[ENV_DATA]).expanduser().absolute(), f"${ENV_DATA}"
-    return Path.cwd() / "data", f"the default ./data (no root argument, ${ENV_DATA} unset)"
+    try:
+        repo = find_root()
+    except ValueError:
+        return Path.cwd() / "data", f"the default ./data (no root argument, ${ENV_DATA} unset)"
+    return repo / "data", (f"the default ./data, i.e. data/ of the repository {repo} (no root argument, "
+                           f"${ENV_DATA} unset)")
 
 
 def resolve_root(root=None) -> Path:
-    """Data root: ``root`` if given, else ``$RMTLIB_DATA`` if set and non-empty, else
-    ``./data`` relative to the current working directory; always absolute (``~`` expanded,
-    symlinks kept)."""
+    """Data root: ``root`` if given, else ``$RMTLIB_DATA`` if set and non-empty, else the
+    default ``./data``: ``<repo>/data`` when the working directory is inside a checkout
+    ``<repo>`` of this repository (found by :func:`rmtlib.results.find_root`), else ``data``
+    in the working directory.  Always absolute (``~`` expanded, symlinks of ``root`` and
+    ``$RMTLIB_DATA`` kept)."""
     return _resolve(root)[0]
 
 
@@ -214,30 +257,32 @@ def _check_file(path: Path, size: int, md5: str, gz_name: str, verify: bool) -> 
     return "ok (hashed)"
 
 
-def _copy_verified(src: Path, size: int, md5: str, out=None) -> None:
+def _copy_verified(src: Path, size: int, md5: str, out=None, *,
+                   fix: str = "replace it with a fresh copy of the original file", label=None) -> None:
     """Stream ``src`` (gunzipped if it ends in ``.gz``) into ``out`` (if given), checking the
-    size and MD5 of the uncompressed bytes; raise :class:`CorruptDataError` naming ``src``."""
-    fix = "replace it with a fresh copy of the original file"
+    size and MD5 of the uncompressed bytes; raise :class:`CorruptDataError` naming ``label``
+    (default: ``src``) and saying how to ``fix`` it."""
+    name = src if label is None else label
     h, n = hashlib.md5(), 0
     with (gzip.open if src.suffix == ".gz" else open)(src, "rb") as f:
         while True:
             try:
                 chunk = f.read(_CHUNK)
             except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
-                raise CorruptDataError(f"{src} is not a valid gzip stream ({exc}); {fix}") from exc
+                raise CorruptDataError(f"{name} is not a valid gzip stream ({exc}); {fix}") from exc
             if not chunk:
                 break
             n += len(chunk)
             if n > size:
-                raise CorruptDataError(f"{src} decompresses to more than the expected {size} "
+                raise CorruptDataError(f"{name} decompresses to more than the expected {size} "
                                        f"bytes; {fix}")
             h.update(chunk)
             if out is not None:
                 out.write(chunk)
     if n != size:
-        raise CorruptDataError(f"{src} decompresses to {n} bytes, expected {size}; {fix}")
+        raise CorruptDataError(f"{name} decompresses to {n} bytes, expected {size}; {fix}")
     if h.hexdigest() != md5:
-        raise CorruptDataError(f"{src}: MD5 of the uncompressed bytes is {h.hexdigest()}, "
+        raise CorruptDataError(f"{name}: MD5 of the uncompressed bytes is {h.hexdigest()}, "
                                f"expected {md5}; {fix}")
 
 
@@ -264,17 +309,30 @@ class DataStatus:
         return f"{self.name}: root {self.root} (from {self.rule}); files in {raw}: {files}"
 
 
-def _missing_message(key: str, root: Path, rule: str, missing: list[str]) -> str:
+def _missing_message(key: str, root: Path, rule: str, missing: list[str], *, exists: bool | None = None,
+                     download_error: str | None = None) -> str:
+    """One line: where the data was looked for, what is missing, why a download failed (if one
+    was tried) and the ways to get the data."""
     folder = _FILES[key][0]
-    where = f"{root / folder / 'raw'}" + ("" if root.is_dir() else f" ({root} does not exist)")
-    return (f"{folder} data not found: looked in {where}, the data root chosen by {rule}; "
-            f"missing {', '.join(missing)} (.gz or uncompressed). To fix, set {ENV_DATA} to a "
-            f"folder containing {folder}/raw/*.gz, pass root=..., or run `python -m rmtlib.data "
-            "--download --root DIR` on a machine with internet")
+    exists = root.is_dir() if exists is None else exists
+    where = f"{root / folder / 'raw'}" + ("" if exists else f" ({root} does not exist)")
+    head = (f"{folder} data not found: looked in {where}, the data root chosen by {rule}; "
+            f"missing {', '.join(missing)} (.gz or uncompressed)")
+    if download_error is None:
+        return (f"{head}. To fix, download it with internet access (load_dataset(..., download=True), the "
+                f"default, or `python -m rmtlib.data --download [--root DIR]`), set {ENV_DATA} to a folder "
+                f"containing {folder}/raw/*.gz, or pass root=...")
+    return (f"{head}; {download_error}. To fix, retry with internet access, set {ENV_MIRROR} to a URL "
+            f"serving <URL>/{folder}/raw/*.gz, set {ENV_DATA} to a folder containing {folder}/raw/*.gz, "
+            "or pass root=...")
 
 
-def prepare_dataset(name: str, root=None, *, verify: bool = False) -> DataStatus:
-    """Locate a dataset, verify it and, if needed, extract its ``.gz`` files once.
+def _missing(key: str, raw: Path, present) -> list[str]:
+    return [f for f, _, _ in _FILES[key][1] if f not in present and not (raw / f"{f}.gz").is_file()]
+
+
+def prepare_dataset(name: str, root=None, *, verify: bool = False, download: bool = False) -> DataStatus:
+    """Locate a dataset, verify it and, if needed, download it and extract its ``.gz`` files once.
 
     Parameters
     ----------
@@ -285,6 +343,10 @@ def prepare_dataset(name: str, root=None, *, verify: bool = False) -> DataStatus
     verify : bool
         Re-hash every uncompressed file even if its stamp matches, and also decompress and
         check every ``.gz`` present.
+    download : bool
+        If files are missing, fetch the four ``.gz`` files with torchvision's download (from
+        ``$RMTLIB_DATA_MIRROR`` if set) into ``<root>/<Name>/raw/``, checked before they are
+        kept (see the module docstring).  Default ``False``: never touch the network.
 
     Returns
     -------
@@ -294,12 +356,16 @@ def prepare_dataset(name: str, root=None, *, verify: bool = False) -> DataStatus
     Raises
     ------
     DataNotFoundError
-        A file is neither uncompressed nor ``.gz`` in ``<root>/<Name>/raw/``.
+        A file is neither uncompressed nor ``.gz`` in ``<root>/<Name>/raw/`` (and, with
+        ``download``, the download failed).
     CorruptDataError
-        An archive is truncated / not gzip / has the wrong uncompressed size or MD5, or an
-        existing uncompressed file is wrong.  Nothing is written or modified in that case.
+        An archive is truncated / not gzip / has the wrong uncompressed size or MD5 (local or
+        downloaded), or an existing uncompressed file is wrong.  Nothing is written or modified
+        in that case.
     """
     key = canonical_name(name)
+    verify = check_bool(verify, "verify")
+    download = check_bool(download, "download")
     folder, files = _FILES[key]
     root, rule = _resolve(root)
     raw = root / folder / "raw"
@@ -307,7 +373,11 @@ def prepare_dataset(name: str, root=None, *, verify: bool = False) -> DataStatus
     for f, size, md5 in files:  # existing extracted files first, so that they are never replaced
         if (raw / f).is_file():
             status[f] = _check_file(raw / f, size, md5, f + ".gz", verify)
-    missing = [f for f, _, _ in files if f not in status and not (raw / f"{f}.gz").is_file()]
+    missing = _missing(key, raw, status)
+    fetched = set()
+    if missing and download:
+        _fetch(key, root, rule, missing)
+        fetched, missing = set(missing), _missing(key, raw, status)
     if missing:
         raise DataNotFoundError(_missing_message(key, root, rule, missing))
     load_root = root if len(status) == len(files) or _writable(raw) else cache_dir()
@@ -331,7 +401,7 @@ def prepare_dataset(name: str, root=None, *, verify: bool = False) -> DataStatus
         _extract_all(raw, target, todo)
         for f, _, md5 in todo:
             _write_stamp(target / f, md5)
-            status[f] = "extracted"
+            status[f] = "downloaded, extracted" if f in fetched else "extracted"
     return DataStatus(key, root, rule, load_root, tuple((f, status[f]) for f, _, _ in files))
 
 
@@ -355,19 +425,124 @@ def _extract_all(raw: Path, target: Path, todo) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def _download(key: str, root) -> DataStatus:
-    """Use the local data if complete, else torchvision's ``download=True`` into the root."""
+# ---------------------------------------------------------------- download
+
+def _make_folders(path: Path) -> list[Path]:
+    """Create ``path`` and its missing parents; return the folders created, outermost first."""
+    todo = []
+    while not path.exists():
+        todo.append(path)
+        path = path.parent
+    for folder in reversed(todo):
+        folder.mkdir(exist_ok=True)
+    return todo[::-1]
+
+
+def _alive(pid: int) -> bool:
     try:
-        return prepare_dataset(key, root)
-    except DataNotFoundError:
-        pass
-    path = resolve_root(root)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _remove_stale_staging(root: Path, folder: str) -> None:
+    """Remove staging folders left in ``root`` by killed downloads of this host."""
+    host, prefix = socket.gethostname(), f"{_STAGING}{folder}-"
+    for path in root.glob(f"{prefix}*"):
+        try:
+            owner, pid, _ = path.name[len(prefix):].rsplit("-", 2)
+            if owner == host and not _alive(int(pid)):
+                shutil.rmtree(path, ignore_errors=True)
+        except ValueError:
+            continue
+
+
+@contextmanager
+def _socket_timeout(seconds: float):
+    """Give sockets opened without a timeout (urllib's, in torchvision) one, for this block."""
+    old = socket.getdefaulttimeout()
+    if old is None:
+        socket.setdefaulttimeout(seconds)
     try:
-        _torchvision_class(key)(str(path), train=True, download=True)
-    except (RuntimeError, OSError) as exc:
-        reason = " ".join(str(exc).split())
-        raise DataNotFoundError(f"could not download {_FILES[key][0]} into {path}: {reason}") from exc
-    return prepare_dataset(key, root)
+        yield
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+def _mirrors(key: str) -> tuple[list[str], list[tuple[str, str | None]]]:
+    """Mirrors and ``(archive, md5)`` resources for torchvision: its own, or ``$RMTLIB_DATA_MIRROR``
+    (whose archives may be re-compressed, so torchvision's MD5 of the archive is not applied)."""
+    cls = _torchvision_class(key)
+    base = os.environ.get(ENV_MIRROR, "").strip()
+    if not base:
+        return list(cls.mirrors), list(cls.resources)
+    folder, files = _FILES[key]
+    return [f"{base.rstrip('/')}/{folder}/raw/"], [(f"{f}.gz", None) for f, _, _ in files]
+
+
+def _fetch(key: str, root: Path, rule: str, missing: list[str]) -> None:
+    """Download the ``.gz`` files of ``key`` with torchvision into a staging folder of ``root``,
+    check their uncompressed size and MD5, and move the missing ones into ``<root>/<Name>/raw``;
+    on any failure remove everything this call created."""
+    import http.client
+
+    folder, files = _FILES[key]
+    cls = _torchvision_class(key)
+    mirrors, resources = _mirrors(key)
+    source = ", ".join(mirrors)
+    existed = root.is_dir()
+
+    def not_found(reason: str) -> DataNotFoundError:
+        return DataNotFoundError(_missing_message(key, root, rule, missing, exists=existed,
+                                                  download_error=" ".join(reason.split())))
+
+    try:
+        created = _make_folders(root)
+    except OSError as exc:
+        raise not_found(f"cannot create {root} to download into ({exc})") from exc
+    staging, kept = root / f"{_STAGING}{folder}-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}", False
+    try:
+        if not _writable(root):
+            raise not_found(f"cannot download into {root}: it is not writable")
+        _remove_stale_staging(root, folder)
+        staging.mkdir()
+        # torchvision's own MNIST.download() on a subclass of the same name (torchvision names the
+        # folder after the class) with our mirrors; called without __init__, which would also
+        # parse the files before they are checked
+        fetcher = object.__new__(type(cls.__name__, (cls,), {"mirrors": mirrors, "resources": resources}))
+        fetcher.root = str(staging)
+        print(f"rmtlib.data: {folder} is missing in {root / folder / 'raw'}; downloading it with "
+              f"torchvision from {source}", file=sys.stderr, flush=True)
+        try:
+            with _socket_timeout(DOWNLOAD_TIMEOUT_S):
+                fetcher.download()
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise CorruptDataError(f"an archive of {folder} downloaded from {source} is not a valid gzip "
+                                   f"stream ({exc}); nothing was kept in {root}; try again, or check "
+                                   "the mirror") from exc
+        except (RuntimeError, OSError, http.client.HTTPException) as exc:
+            raise not_found(f"downloading it with torchvision from {source} failed: {exc}") from exc
+        got = staging / folder / "raw"
+        for f, size, md5 in files:
+            _copy_verified(got / f"{f}.gz", size, md5, label=f"{f}.gz downloaded from {source}",
+                           fix=f"nothing was kept in {root}; try again, or check the mirror")
+        raw = root / folder / "raw"
+        created += _make_folders(raw)
+        for f, _, _ in files:  # never replace a file that is there (e.g. a concurrent download's)
+            if not (raw / f).exists() and not (raw / f"{f}.gz").exists():
+                os.replace(got / f"{f}.gz", raw / f"{f}.gz")
+        kept = True
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not kept:
+            for made in reversed(created):
+                try:
+                    made.rmdir()
+                except OSError:
+                    break
 
 
 def _torchvision_class(key: str):
@@ -479,7 +654,7 @@ def _images(u8: torch.Tensor, dtype: torch.dtype, normalize) -> torch.Tensor:
     return x.unsqueeze(1)
 
 
-def load_dataset(name: str, root=None, *, download: bool = False, normalize=None,
+def load_dataset(name: str, root=None, *, download: bool = True, normalize=None,
                  dtype: torch.dtype = torch.float32) -> Dataset:
     """Load MNIST or Fashion-MNIST as in-memory tensors.
 
@@ -489,10 +664,13 @@ def load_dataset(name: str, root=None, *, download: bool = False, normalize=None
         ``"mnist"`` or ``"fashion_mnist"`` (also ``"fashion-mnist"``, ``"FashionMNIST"``;
         case-insensitive).
     root : path-like, optional
-        Data root; default ``$RMTLIB_DATA``, else ``./data`` (see :func:`resolve_root`).
+        Data root; default ``$RMTLIB_DATA``, else ``./data`` -- the repository's ``data/``
+        inside a checkout (see :func:`resolve_root`).
     download : bool
-        If the files are missing, fetch them with torchvision's ``download=True`` into the
-        root (needs internet).  Existing files are used as they are.
+        If files are missing, fetch them with torchvision's download into the root (needs
+        internet, or ``$RMTLIB_DATA_MIRROR``), verified before they are kept; see
+        :func:`prepare_dataset`.  Existing files are used as they are.  ``False``: never touch
+        the network.
     normalize : (float, float), optional
         ``(mean, std)``: images become ``(x - mean) / std`` with ``x = pixel / 255``, e.g.
         ``(0.5, 0.5)`` maps to ``[-1, 1]``.  Default: no normalization (``[0, 1]``).
@@ -512,10 +690,11 @@ def load_dataset(name: str, root=None, *, download: bool = False, normalize=None
         See :func:`prepare_dataset`; ``ValueError`` for a bad name, ``normalize`` or ``dtype``.
     """
     key = canonical_name(name)
+    download = check_bool(download, "download")
     normalize = _check_normalize(normalize)
     if dtype not in _FLOAT_DTYPES:
         raise ValueError(f"dtype must be a floating torch dtype {_FLOAT_DTYPES}, got {dtype!r}")
-    status = _download(key, root) if download else prepare_dataset(key, root)
+    status = prepare_dataset(key, root, download=download)
     cls = _torchvision_class(key)
     train, test = (cls(str(status.load_root), train=t, download=False) for t in (True, False))
     return Dataset(
@@ -531,21 +710,20 @@ def main(argv=None) -> int:
     """``python -m rmtlib.data``: report where the data is and its status (exit 2 on error)."""
     parser = argparse.ArgumentParser(
         prog="python -m rmtlib.data",
-        description="Locate, verify and (once) extract MNIST / Fashion-MNIST for rmtlib.",
+        description="Locate, verify, (with --download) download and (once) extract MNIST / Fashion-MNIST.",
     )
-    parser.add_argument("--root", help=f"data root (default: ${ENV_DATA}, else ./data)")
+    parser.add_argument("--root", help=f"data root (default: ${ENV_DATA}, else ./data: the "
+                                       "repository's data/ inside a checkout)")
     parser.add_argument("--name", default="all", choices=[*DATASETS, "all"])
     parser.add_argument("--verify", action="store_true",
                         help="re-hash every file and check every .gz, ignoring stamps")
     parser.add_argument("--download", action="store_true",
-                        help="download missing data with torchvision (needs internet)")
+                        help=f"download missing data with torchvision (needs internet, or ${ENV_MIRROR})")
     args = parser.parse_args(argv)
     try:
         for key in DATASETS if args.name == "all" else (args.name,):
-            if args.download:
-                _download(key, args.root)
-            print(prepare_dataset(key, args.root, verify=args.verify))
-            print(load_dataset(key, args.root))
+            print(prepare_dataset(key, args.root, verify=args.verify, download=args.download))
+            print(load_dataset(key, args.root, download=False))
     except (DataNotFoundError, CorruptDataError, ValueError, OSError, RuntimeError) as exc:
         print(f"rmtlib.data: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

@@ -66,8 +66,8 @@ from typing import Any
 from .results import EXECUTED, FAILED, PARAMS, PROVENANCE, find_root, read_json, write_json
 
 __all__ = ["PROFILES", "INJECTED", "ConfigError", "Layout", "RunSpec", "Outcome", "load_config",
-           "notebook_parameters", "validate_parameters", "input_hashes", "merge_parameters", "source_hash",
-           "reproduce", "main"]
+           "notebook_parameters", "validate_parameters", "input_hashes", "kernel_name", "merge_parameters",
+           "source_hash", "reproduce", "main"]
 
 PROFILES = ("quick", "default", "paper")
 INJECTED = ("profile", "results_dir")
@@ -375,7 +375,7 @@ def input_hashes(specs: dict[str, RunSpec], layout: Layout, profile: str) -> dic
 
 # ----------------------------------------------------------------------------- execution
 
-def _kernel_name() -> str:
+def kernel_name() -> str:
     """Name of a kernelspec that starts this interpreter (``sys.executable``).
 
     ``python3`` normally does (jupyter_client substitutes ``sys.executable`` for a bare
@@ -626,7 +626,7 @@ def reproduce(profile: str = "default", only: list[str] | None = None, *, layout
             outcome = Outcome(spec.name, "cached", "", 0.0, digest)
         else:
             if kernel is None:
-                kernel, git = _kernel_name(), _git_state(layout.root)
+                kernel, git = kernel_name(), _git_state(layout.root)
             spec.book_path(layout).unlink(missing_ok=True)  # never leave a page older than its results
             outcome = _execute(spec, layout, profile, digest, dependency_runs, kernel, rmtlib_hash, git)
         if outcome.status in ("executed", "cached"):

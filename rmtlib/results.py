@@ -15,6 +15,16 @@ numbers, a per-seed record as "mean ± sd" (:func:`format_metric`), unless ``tex
 once in a reference-values file).  A notebook that aggregates other runs reads them with
 :func:`load_run`.
 
+Notebooks run by hand (in JupyterLab: ``make lab``) keep their parameters cell's defaults, among
+them ``results_dir = None``: ``Run(None, name=...)`` then writes to ``results/manual/<name>/``
+(never read by the book) and starts a *by-hand run* there: a fresh ``metrics.json`` and a
+``provenance.json`` with ``"mode": "manual"``; in a notebook kernel, a cell that fails records
+its error in that ``provenance.json``.  In a process that has started a by-hand run (or with
+``profile="manual"``), :func:`load_run` reads a dependency where the reader has it:
+``results/manual/<name>`` if that notebook was run by hand (and did not stop at an error), else
+the book's ``results/<profile>/<name>`` (``profile="manual"`` meaning ``default``), else it fails
+with one message saying what to run.
+
 Layout of a results directory (``results/<profile>/<name>/``, written by
 :mod:`rmtlib.reproduce` and the notebook):
 
@@ -34,12 +44,17 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import uuid
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .validation import ArgumentTypeError, check_bool, describe
+
 __all__ = ["Run", "RunRecord", "load_run", "find_root", "format_metric", "to_json", "write_json",
-           "read_json", "METRICS", "PARAMS", "PROVENANCE", "EXECUTED", "FAILED"]
+           "read_json", "METRICS", "PARAMS", "PROVENANCE", "EXECUTED", "FAILED", "MANUAL", "BOOK_PROFILE"]
 
 METRICS = "metrics.json"
 PARAMS = "params.json"
@@ -47,6 +62,12 @@ PROVENANCE = "provenance.json"
 EXECUTED = "executed.ipynb"
 FAILED = "failed.ipynb"
 FIGURE_DPI = 150
+MANUAL = "manual"  # results/manual/<name>: notebooks run by hand
+BOOK_PROFILE = "default"  # the profile `make book` builds: what a by-hand run falls back to
+
+# The provenance.json of the by-hand run this process started last (None: no Run(None) yet).
+_by_hand: Path | None = None
+_hook_registered = False
 
 
 def find_root(start: str | os.PathLike | None = None) -> Path:
@@ -157,6 +178,45 @@ def _filename(name: str, suffix: str) -> str:
     return name if name.endswith(suffix) else name + suffix
 
 
+def _start_by_hand(run: Run) -> None:
+    """Begin a by-hand run in ``run.dir`` and make this process read dependencies by hand."""
+    global _by_hand
+    from . import __version__
+
+    (run.dir / METRICS).unlink(missing_ok=True)
+    _by_hand = write_json(run.dir / PROVENANCE, {
+        "mode": MANUAL, "name": run.name, "run_id": uuid.uuid4().hex,
+        "start_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "python": sys.executable, "rmtlib_version": __version__, "cwd": os.getcwd(), "error": None,
+    })
+    _watch_cells()
+
+
+def _watch_cells() -> None:
+    """In an IPython kernel, record the first failing cell of the current by-hand run."""
+    global _hook_registered
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with the book extra
+        return
+    shell = get_ipython()
+    if shell is None or _hook_registered:
+        return
+
+    def after_cell(result) -> None:
+        error = result.error_in_exec or result.error_before_exec
+        if error is None or _by_hand is None or not _by_hand.is_file():
+            return
+        prov = read_json(_by_hand)
+        if not prov.get("error"):
+            first = (str(error).strip().splitlines() or [""])[0]
+            prov.update(error=f"{type(error).__name__}: {first}".rstrip(": "), error_cell=result.execution_count)
+            write_json(_by_hand, prov)
+
+    shell.events.register("post_run_cell", after_cell)
+    _hook_registered = True
+
+
 class Run:
     """The results directory of one notebook run.
 
@@ -171,17 +231,28 @@ class Run:
         Run name; required when ``results_dir`` is None, else defaults to its last component.
 
     The directory is created if needed; existing files are kept (the runner starts every run in
-    an empty directory).
+    an empty directory).  ``Run(None, name=...)`` starts a by-hand run: ``metrics.json`` of the
+    previous by-hand run of that notebook is removed, ``provenance.json`` records ``"mode":
+    "manual"``, the run id, start time (UTC), Python and working directory, and -- in an IPython
+    kernel -- the first error of a cell executed afterwards (``"error"``, ``"error_cell"``), so
+    that :func:`load_run` does not take a failed by-hand run for a result.
     """
 
     def __init__(self, results_dir: str | os.PathLike | None = None, name: str | None = None):
-        if results_dir is None:
+        if results_dir is not None and not isinstance(results_dir, (str, os.PathLike)):
+            raise ArgumentTypeError(f"results_dir must be a path or None, got {describe(results_dir)}")
+        if name is not None and not isinstance(name, str):
+            raise ArgumentTypeError(f"name must be a run name (a string) or None, got {describe(name)}")
+        by_hand = results_dir is None
+        if by_hand:
             if not name:
                 raise ValueError("Run(None, name=...) needs a name to build results/manual/<name>")
-            results_dir = find_root() / "results" / "manual" / _filename(name, "")
+            results_dir = find_root() / "results" / MANUAL / _filename(name, "")
         self.dir = Path(results_dir).resolve()
         self.name = name or self.dir.name
         self.dir.mkdir(parents=True, exist_ok=True)
+        if by_hand:
+            _start_by_hand(self)
 
     def __repr__(self) -> str:
         return f"Run({str(self.dir)!r}, name={self.name!r})"
@@ -258,18 +329,77 @@ class RunRecord:
     provenance: dict
 
 
-def load_run(name: str, profile: str, root: str | os.PathLike | None = None) -> RunRecord:
-    """Read the completed run ``results/<profile>/<name>`` (``root`` defaults to :func:`find_root`).
-
-    Raises ``ValueError`` if the run is missing or incomplete (no ``provenance.json``).
-    """
-    root = find_root() if root is None else Path(root)
-    folder = Path(root) / "results" / profile / name
-    if not (folder / PROVENANCE).is_file():
-        raise ValueError(
-            f"no completed run {name!r} for profile {profile!r} in {folder}; create it with "
-            f"`python -m rmtlib.reproduce --profile {profile} --only {name}`"
-        )
+def _record(name: str, profile: str, folder: Path) -> RunRecord:
     metrics = read_json(folder / METRICS) if (folder / METRICS).exists() else {"values": {}}
     params = read_json(folder / PARAMS) if (folder / PARAMS).exists() else {}
     return RunRecord(name, profile, folder, metrics["values"], params, read_json(folder / PROVENANCE))
+
+
+def _notebook_of(root: Path, name: str) -> str:
+    """``notebooks/<path>`` of run ``name`` as declared in ``notebooks/runs.yml`` (for messages)."""
+    import yaml
+
+    try:
+        return f"notebooks/{yaml.safe_load((root / 'notebooks' / 'runs.yml').read_text())[name]['notebook']}"
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
+        return f"the notebook of run {name!r} (see notebooks/runs.yml)"
+
+
+def load_run(name: str, profile: str, root: str | os.PathLike | None = None, *,
+             by_hand: bool | None = None) -> RunRecord:
+    """Read a completed run: ``results/<profile>/<name>`` (``root`` defaults to :func:`find_root`).
+
+    By hand (``by_hand=True``; ``None``, the default, means: when ``profile`` is ``"manual"`` or
+    this process has started a by-hand run with ``Run(None, name=...)``), a dependency is read
+    where a reader has it, the first of
+
+    1. ``results/manual/<name>`` -- that notebook run by hand; refused with a message if its
+       by-hand run stopped at an error;
+    2. ``results/<profile>/<name>`` -- the book's results (``profile="manual"`` reads
+       ``results/default``, what ``make book`` builds);
+
+    printing one line that says which was read.  ``by_hand=False`` reads exactly
+    ``results/<profile>/<name>`` (the runner guarantees it; the run-status page tabulates one
+    profile).  The record's ``profile`` is the folder read (``"manual"`` for a by-hand run,
+    whose ``params`` are empty: it ran with its notebook's defaults).
+
+    Raises ``ValueError`` if the run is missing or incomplete (no ``provenance.json``), with the
+    command or notebook to run.
+    """
+    if not isinstance(name, str) or not name:
+        raise ArgumentTypeError(f"name must be a run name (a non-empty string), got {describe(name)}")
+    if not isinstance(profile, str) or not profile:
+        raise ArgumentTypeError(f"profile must be a profile name (a non-empty string), got {describe(profile)}")
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise ArgumentTypeError(f"root must be a path or None, got {describe(root)}")
+    by_hand = (profile == MANUAL or _by_hand is not None) if by_hand is None else check_bool(by_hand, "by_hand")
+    root = find_root() if root is None else Path(root)
+    folder = Path(root) / "results" / profile / name
+    if not by_hand:
+        if not (folder / PROVENANCE).is_file():
+            raise ValueError(
+                f"no completed run {name!r} for profile {profile!r} in {folder}; create it with "
+                f"`python -m rmtlib.reproduce --profile {profile} --only {name}`"
+            )
+        return _record(name, profile, folder)
+    book = BOOK_PROFILE if profile == MANUAL else profile
+    manual, folder = Path(root) / "results" / MANUAL / name, Path(root) / "results" / book / name
+    notebook = _notebook_of(Path(root), name)
+    if (manual / PROVENANCE).is_file():
+        error = read_json(manual / PROVENANCE).get("error")
+        if error:
+            raise ValueError(
+                f"the by-hand run of {name!r} in {manual} stopped at an error ({error}); run {notebook} "
+                f"again by hand, or delete {manual} to read the book's results in {folder}"
+            )
+        print(f"load_run: {name!r} from {manual} (run by hand)")
+        return _record(name, MANUAL, manual)
+    if (folder / PROVENANCE).is_file():
+        print(f"load_run: {name!r} from {folder} (profile {book!r}; {name!r} was not run by hand)")
+        return _record(name, book, folder)
+    raise ValueError(
+        f"no results of run {name!r} for a notebook run by hand: neither {manual} (written when "
+        f"{notebook} is run by hand) nor {folder} (written by `python -m rmtlib.reproduce --profile "
+        f"{book}`, i.e. `make book`) holds a completed run; run {notebook} by hand first, or "
+        f"`python -m rmtlib.reproduce --profile {book} --only {name}`"
+    )

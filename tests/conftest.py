@@ -1,4 +1,5 @@
-"""Shared test set-up: the data folder and one built copy of the book for the e2e and browser tests."""
+"""Shared test set-up: the data folder, one built copy of the book for the e2e and browser tests, and
+the Chromium the browser tests drive."""
 
 from __future__ import annotations
 
@@ -15,6 +16,45 @@ REPO = Path(__file__).resolve().parents[1]
 _DATA = REPO.parent / "shared" / "data"
 if "RMTLIB_DATA" not in os.environ and _DATA.is_dir():
     os.environ["RMTLIB_DATA"] = str(_DATA)  # CI and `make` set it; plain `pytest` gets the same default
+elif "RMTLIB_DATA" not in os.environ and (REPO / "data" / "MNIST" / "raw").is_dir():
+    os.environ["RMTLIB_DATA"] = str(REPO / "data")  # downloaded by `make book`: the test trees use it too
+
+#: The browser tests drive Debian's chromium (never a downloaded browser), headless, without its
+#: background traffic; every request to another host than these is aborted and recorded.
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+
+
+def chromium() -> str:
+    """Path of Debian's chromium; without it the test fails (skips with RMTLIB_ALLOW_SKIP_BROWSER=1)."""
+    path = shutil.which("chromium")
+    if path:
+        return path
+    if os.environ.get("RMTLIB_ALLOW_SKIP_BROWSER") == "1":
+        pytest.skip("chromium is not installed (apt-get install -y chromium); skipped because "
+                    "RMTLIB_ALLOW_SKIP_BROWSER=1")
+    pytest.fail("chromium is not installed: run `apt-get install -y chromium` (as .ci/run does), or set "
+                "RMTLIB_ALLOW_SKIP_BROWSER=1 to skip this test locally")
+
+
+def block_external(context) -> list[str]:
+    """Abort every request of the Playwright browser ``context`` to a host other than
+    ``LOCAL_HOSTS``; return the list in which their URLs are recorded."""
+    from urllib.parse import urlsplit
+
+    external: list[str] = []
+
+    def gate(route):
+        if urlsplit(route.request.url).hostname in LOCAL_HOSTS:
+            route.continue_()
+        else:
+            external.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", gate)
+    return external
+
 
 #: Never copied into a test tree: caches and outputs a user may have locally.
 _UNTRACKED = {".git", ".venv", "_build", "results", "data", "__pycache__", ".pytest_cache",

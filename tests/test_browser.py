@@ -9,30 +9,14 @@ CI installs chromium (.ci/run); locally the test may be skipped with RMTLIB_ALLO
 from __future__ import annotations
 
 import functools
-import os
-import shutil
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
 
 import pytest
+from conftest import CHROMIUM_ARGS, block_external
+from conftest import chromium as _chromium
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
-
-LOCAL_HOSTS = {"127.0.0.1", "localhost"}
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-def _chromium() -> str:
-    path = shutil.which("chromium")
-    if path:
-        return path
-    if os.environ.get("RMTLIB_ALLOW_SKIP_BROWSER") == "1":
-        pytest.skip("chromium is not installed (apt-get install -y chromium); skipped because "
-                    "RMTLIB_ALLOW_SKIP_BROWSER=1")
-    pytest.fail("chromium is not installed: run `apt-get install -y chromium` (as .ci/run does), or set "
-                "RMTLIB_ALLOW_SKIP_BROWSER=1 to skip this test locally")
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
@@ -58,20 +42,12 @@ def test_mp_page_in_a_real_browser(served_book, tmp_path):
     chromium = _chromium()
     from playwright.sync_api import sync_playwright
 
-    external, failed_local = [], []
-
-    def gate(route):
-        if urlsplit(route.request.url).hostname in LOCAL_HOSTS:
-            route.continue_()
-        else:
-            external.append(route.request.url)
-            route.abort()
-
+    failed_local = []
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
             str(tmp_path / "profile"), executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         try:
-            context.route("**/*", gate)
+            external = block_external(context)
             page = context.new_page()
             page.on("response", lambda r: r.status >= 400 and not r.url.endswith("/favicon.ico")
                     and failed_local.append(f"{r.status} {r.url}"))  # favicon: the browser's own request

@@ -1,16 +1,24 @@
-"""Tests for rmtlib.data (offline MNIST / Fashion-MNIST).
+"""Tests for rmtlib.data (MNIST / Fashion-MNIST: local files, else torchvision's download).
 
-The source ``.gz`` files come from ``$RMTLIB_TEST_DATA`` (default ``<repo>/../shared/data``);
+The source ``.gz`` files come from ``$RMTLIB_TEST_DATA`` (default ``<repo>/../shared/data``, else
+the checkout's ``data/`` once the book has downloaded it);
 every test works on copies or symlinks under ``tmp_path`` and on a private cache directory.
+Downloads never leave the machine: the tests serve the ``.gz`` files from a loopback HTTP server
+and point ``$RMTLIB_DATA_MIRROR`` (or torchvision's own ``mirrors``) at it; every other test has
+the mirror pointed at a closed loopback port, so an unexpected download fails at once.
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +26,7 @@ import pytest
 import torch
 
 from rmtlib.data import (
+    ENV_MIRROR,
     CorruptDataError,
     DataNotFoundError,
     Dataset,
@@ -27,8 +36,11 @@ from rmtlib.data import (
     resolve_root,
 )
 
+# the source archives: $RMTLIB_TEST_DATA, else ../shared/data, else the checkout's data/ (downloaded)
+_REPO = Path(__file__).resolve().parents[1]
 SRC = Path(os.environ.get("RMTLIB_TEST_DATA")
-           or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+           or next((d for d in (_REPO.parent / "shared" / "data", _REPO / "data") if d.is_dir()),
+                   _REPO.parent / "shared" / "data"))
 NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
          "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
@@ -40,11 +52,21 @@ needs_data = pytest.mark.skipif(
     "RMTLIB_TEST_DATA to a folder with MNIST/raw/*.gz and FashionMNIST/raw/*.gz")
 
 
+def closed_port_url() -> str:
+    """A loopback URL nobody listens on (connections are refused at once)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path, monkeypatch):
-    """A private cache and no RMTLIB_DATA, so the user's setup never leaks in or out."""
+    """A private cache, no RMTLIB_DATA, and downloads pointed at a closed loopback port, so the
+    user's setup never leaks in or out and no test reaches the internet."""
     monkeypatch.setenv("RMTLIB_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("RMTLIB_DATA", raising=False)
+    monkeypatch.setenv(ENV_MIRROR, closed_port_url())
 
 
 def link_gz(root: Path, key: str = "mnist", skip=()) -> Path:
@@ -199,14 +221,14 @@ def test_missing_data_message(tmp_path, monkeypatch, rule):
     elif rule == "default":
         where = tmp_path / "data"
     with pytest.raises(DataNotFoundError) as exc:
-        load_dataset("fashion-mnist", where if rule == "argument" else None)
+        load_dataset("fashion-mnist", where if rule == "argument" else None, download=False)
     msg = str(exc.value)
     assert isinstance(exc.value, FileNotFoundError) and "\n" not in msg
     assert str(where / "FashionMNIST" / "raw") in msg and f"{where} does not exist" in msg
     assert {"argument": "the root argument", "env": "$RMTLIB_DATA",
             "default": "the default ./data"}[rule] in msg
     assert "set RMTLIB_DATA to a folder containing FashionMNIST/raw/*.gz" in msg
-    assert "python -m rmtlib.data --download --root DIR" in msg
+    assert "load_dataset(..., download=True)" in msg and "python -m rmtlib.data --download" in msg
     assert not (tmp_path / "cache").exists() and not where.exists()
 
 
@@ -323,9 +345,17 @@ def test_existing_wrong_extracted_file_is_left_untouched(tmp_path, content, matc
 def test_names_and_arguments(tmp_path):
     assert [canonical_name(n) for n in ("MNIST", "fashion-mnist", "FashionMNIST",
                                         "Fashion_MNIST")] == ["mnist"] + ["fashion_mnist"] * 3
-    for bad in ("cifar10", "", None):
-        with pytest.raises(ValueError, match="valid names: 'mnist', 'fashion_mnist'"):
+    for bad in ("cifar10", "", None, 3):
+        with pytest.raises(ValueError, match="valid names: 'mnist', 'fashion_mnist'") as exc:
             load_dataset(bad, tmp_path)
+        assert isinstance(exc.value, TypeError) == (not isinstance(bad, str))
+    for kw in ({"download": "yes"}, {"download": 1}):
+        with pytest.raises(TypeError, match="download must be True or False"):
+            load_dataset("mnist", tmp_path, **kw)
+    with pytest.raises(TypeError, match="verify must be True or False"):
+        prepare_dataset("mnist", tmp_path, verify=None)
+    with pytest.raises(TypeError, match=r"root must be a path \(str or os.PathLike\), got 3 \(int\)"):
+        resolve_root(3)
     for bad in ((0.5,), (0.5, 0.0), (0.5, -1), "ab", (float("nan"), 1.0), 0.5):
         with pytest.raises(ValueError, match="normalize"):
             load_dataset("mnist", tmp_path, normalize=bad)
@@ -378,6 +408,8 @@ def test_repr_and_describe():
 
 def run_cli(*args, cwd, env_extra=None):
     env = {k: v for k, v in os.environ.items() if k != "RMTLIB_DATA"}
+    # this checkout's rmtlib, wherever pip installed one
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO), os.environ.get("PYTHONPATH")]))
     env.update(env_extra or {})
     return subprocess.run([sys.executable, "-m", "rmtlib.data", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
@@ -400,3 +432,257 @@ def test_cli_errors(tmp_path):
     assert "MNIST data not found" in res.stderr and "--download" in res.stderr
     res = run_cli("--name", "cifar10", cwd=tmp_path)
     assert res.returncode == 2 and "invalid choice" in res.stderr
+
+
+# ---------------------------------------------------------------- the default root in a checkout
+
+def fake_checkout(folder: Path) -> Path:
+    """A folder that find_root takes for a checkout of the repository."""
+    (folder / "rmtlib").mkdir(parents=True)
+    (folder / "_config.yml").write_text("title: t\n")
+    (folder / "notebooks" / "paper1").mkdir(parents=True)
+    return folder
+
+
+def test_default_root_is_the_checkouts_data_folder(tmp_path, monkeypatch):
+    repo = fake_checkout(tmp_path / "repo")
+    monkeypatch.chdir(repo / "notebooks" / "paper1")  # where the runner and JupyterLab run notebooks
+    assert resolve_root() == repo.resolve() / "data"
+    with pytest.raises(DataNotFoundError, match=r"the default \./data, i\.e\. data/ of the repository") as exc:
+        prepare_dataset("mnist")
+    assert str(repo.resolve() / "data" / "MNIST" / "raw") in str(exc.value)
+    monkeypatch.setenv("RMTLIB_DATA", str(tmp_path / "env"))
+    assert resolve_root() == tmp_path / "env"  # the variable still wins
+    monkeypatch.delenv("RMTLIB_DATA")
+    monkeypatch.chdir(tmp_path)  # outside the checkout: ./data of the working directory
+    assert resolve_root() == tmp_path / "data"
+
+
+# ---------------------------------------------------------------- downloads from a loopback mirror
+
+class _Mirror(SimpleHTTPRequestHandler):
+    """Serves a data root; records the paths requested (404 for a missing file)."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.server.requests.append(self.path)
+        super().do_GET()
+
+    def copyfile(self, source, outputfile):
+        try:
+            super().copyfile(source, outputfile)
+        except (ConnectionResetError, BrokenPipeError):
+            pass  # torchvision's redirect probe closes the connection without reading the body
+
+
+@pytest.fixture
+def mirror(tmp_path, monkeypatch):
+    """A loopback HTTP server for the folder ``tmp_path/mirror`` (laid out like a data root, .gz
+    files as symlinks to the source archives), set as $RMTLIB_DATA_MIRROR; yields (base URL,
+    folder, requested paths)."""
+    folder = tmp_path / "mirror"
+    for key in FOLDERS:
+        link_gz(folder, key)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Mirror, directory=str(folder)))
+    server.requests = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setenv(ENV_MIRROR, url)
+    try:
+        yield url, folder, server.requests
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def outside(tmp_path: Path) -> dict:
+    """Snapshot of tmp_path without the served folder and the cache."""
+    return {k: v for k, v in snapshot(tmp_path).items() if not k.startswith(("mirror", "cache"))}
+
+
+@pytest.mark.data
+@needs_data
+def test_download_from_a_mirror_then_offline(mirror, tmp_path, monkeypatch, capsys):
+    from torchvision import datasets
+
+    url, _, requests = mirror
+    torchvisions = list(datasets.MNIST.mirrors)
+    monkeypatch.setenv(ENV_MIRROR, url + "/")  # a trailing slash is fine
+    root = tmp_path / "fresh" / "data"  # neither folder exists
+    ds = load_dataset("mnist", root)
+    assert ds.root == root and ds.train_y[:5].tolist() == [5, 0, 4, 1, 9] and len(ds.test_y) == 10000
+    assert f"downloading it with torchvision from {url}/MNIST/raw/" in capsys.readouterr().err
+    assert set(requests) == {f"/MNIST/raw/{f}.gz" for f in NAMES}  # nothing of FashionMNIST
+    raw = root / "MNIST" / "raw"
+    assert sorted(p.name for p in raw.iterdir() if not p.name.endswith(".json")) == sorted(
+        [*NAMES, *(f"{f}.gz" for f in NAMES)])
+    assert sorted(p.name for p in root.iterdir()) == ["MNIST"]  # no staging folder left
+    for f in NAMES:
+        assert gzip.decompress((raw / f"{f}.gz").read_bytes()) == (raw / f).read_bytes()
+    # the files are there now: no request, even with the mirror gone
+    requests.clear()
+    monkeypatch.setenv(ENV_MIRROR, closed_port_url())
+    assert all(s == "ok (stamp)" for _, s in prepare_dataset("mnist", root, download=True).files)
+    assert requests == []
+    assert datasets.MNIST.mirrors == torchvisions  # torchvision's class is left as it was
+
+
+@pytest.mark.data
+@needs_data
+def test_download_into_the_checkouts_data_folder(mirror, tmp_path, monkeypatch):
+    repo = fake_checkout(tmp_path / "repo")
+    monkeypatch.chdir(repo / "notebooks" / "paper1")
+    status = prepare_dataset("fashion_mnist", download=True)
+    assert status.root == repo.resolve() / "data" and "repository" in status.rule
+    assert [s for _, s in status.files] == ["downloaded, extracted"] * 4
+    assert load_dataset("fashion-mnist").test_y[:5].tolist() == [9, 2, 1, 1, 6]
+    assert not (repo / "notebooks" / "paper1" / "data").exists()
+
+
+@pytest.mark.data
+@needs_data
+def test_download_keeps_existing_files_and_fetches_the_missing(mirror, tmp_path):
+    root = tmp_path / "root"
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in NAMES[:2]:
+        shutil.copy2(SRC / "MNIST" / "raw" / f"{f}.gz", raw / f"{f}.gz")
+    before = {p.name: p.stat().st_mtime_ns for p in raw.iterdir()}
+    status = prepare_dataset("mnist", root, download=True)
+    assert {p.name: p.stat().st_mtime_ns for p in raw.iterdir() if p.name in before} == before
+    assert dict(status.files) == {NAMES[0]: "extracted", NAMES[1]: "extracted",
+                                  NAMES[2]: "downloaded, extracted", NAMES[3]: "downloaded, extracted"}
+
+
+def _served_bytes(kind: str) -> bytes:
+    labels = (SRC / "MNIST/raw/train-labels-idx1-ubyte.gz").read_bytes()
+    return {"truncated": labels[:15000],
+            "not_gzip": b"<html>this is an error page, not gzip</html>\n" * 50,
+            "wrong_md5": gzip.compress(_labels("fashion_mnist")),
+            "short": gzip.compress(_labels()[:-8])}[kind]
+
+
+@pytest.mark.data
+@needs_data
+@pytest.mark.parametrize("kind, match", [
+    ("truncated", "is not a valid gzip stream"),
+    ("not_gzip", "is not a valid gzip stream"),
+    ("wrong_md5", "train-labels-idx1-ubyte.gz downloaded from .*: MD5 of the uncompressed bytes is"),
+    ("short", "train-labels-idx1-ubyte.gz downloaded from .*decompresses to 60000 bytes, expected 60008"),
+])
+def test_corrupt_download_leaves_nothing_and_the_next_attempt_starts_clean(mirror, tmp_path, kind, match):
+    url, served, _ = mirror
+    bad = served / "MNIST" / "raw" / "train-labels-idx1-ubyte.gz"
+    bad.unlink()
+    bad.write_bytes(_served_bytes(kind))
+    (tmp_path / "data").mkdir()  # an existing, empty root ...
+    root = tmp_path / "data" / "new"  # ... and one the download must create (and remove again)
+    before = outside(tmp_path)
+    with pytest.raises(CorruptDataError, match=match) as exc:
+        load_dataset("mnist", root)
+    msg = str(exc.value)
+    assert "\n" not in msg and f"{url}/MNIST/raw/" in msg and f"nothing was kept in {root}" in msg
+    assert outside(tmp_path) == before  # no file, no staging folder, no folder left
+    bad.unlink()
+    bad.symlink_to(SRC / "MNIST" / "raw" / "train-labels-idx1-ubyte.gz")
+    assert load_dataset("mnist", root).train_y[:5].tolist() == [5, 0, 4, 1, 9]
+
+
+@pytest.mark.data
+@needs_data
+def test_a_file_missing_on_the_mirror_is_one_clear_error(mirror, tmp_path):
+    url, served, _ = mirror
+    (served / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte.gz").unlink()
+    before = outside(tmp_path)
+    with pytest.raises(DataNotFoundError) as exc:
+        load_dataset("fashion_mnist", tmp_path / "root")
+    msg = str(exc.value)
+    assert "\n" not in msg and "FashionMNIST data not found" in msg
+    assert f"downloading it with torchvision from {url}/FashionMNIST/raw/ failed" in msg
+    assert "t10k-images-idx3-ubyte.gz" in msg and "404" in msg
+    assert outside(tmp_path) == before
+
+
+def test_offline_is_one_clear_error_and_writes_nothing(tmp_path, monkeypatch):
+    dead = closed_port_url()
+    monkeypatch.setenv(ENV_MIRROR, dead)
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+    with pytest.raises(DataNotFoundError) as exc:
+        load_dataset("mnist")
+    msg = str(exc.value)
+    assert "\n" not in msg and msg.startswith(f"MNIST data not found: looked in {tmp_path / 'data'}")
+    assert f"({tmp_path / 'data'} does not exist)" in msg
+    assert f"downloading it with torchvision from {dead}/MNIST/raw/ failed" in msg
+    assert "Connection refused" in msg
+    assert "set RMTLIB_DATA_MIRROR to a URL serving <URL>/MNIST/raw/*.gz" in msg
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.data
+@needs_data
+def test_download_false_never_touches_the_network(mirror, tmp_path):
+    url, _, requests = mirror
+    with pytest.raises(DataNotFoundError, match="download=True"):
+        load_dataset("mnist", tmp_path / "root", download=False)
+    with pytest.raises(DataNotFoundError):
+        prepare_dataset("mnist", tmp_path / "root")  # prepare_dataset: download=False by default
+    assert requests == [] and not (tmp_path / "root").exists()
+
+
+@pytest.mark.data
+@needs_data
+def test_torchvisions_own_mirrors_and_archive_md5s_without_the_variable(mirror, tmp_path, monkeypatch):
+    """Without $RMTLIB_DATA_MIRROR the class's mirrors are used, with torchvision's MD5s of the
+    archives: the re-compressed test copies (other gzip headers) are refused by torchvision."""
+    from torchvision import datasets
+
+    url, _, requests = mirror
+    monkeypatch.delenv(ENV_MIRROR)
+    monkeypatch.setattr(datasets.MNIST, "mirrors", [f"{url}/MNIST/raw/"])
+    with pytest.raises(DataNotFoundError, match="File not found or corrupted") as exc:
+        load_dataset("mnist", tmp_path / "root")
+    assert f"from {url}/MNIST/raw/ failed" in str(exc.value) and requests
+    assert not (tmp_path / "root").exists()
+
+
+def test_unwritable_root_is_a_clear_error(tmp_path):
+    root = tmp_path / "ro"
+    root.mkdir()
+    root.chmod(0o555)
+    try:
+        with pytest.raises(DataNotFoundError, match=f"cannot download into {root}: it is not writable"):
+            prepare_dataset("mnist", root, download=True)
+        assert list(root.iterdir()) == []
+    finally:
+        root.chmod(0o755)
+
+
+@pytest.mark.data
+@needs_data
+def test_stale_staging_of_a_killed_download_is_removed(mirror, tmp_path):
+    root = tmp_path / "root"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    host = socket.gethostname()
+    stale = root / f".rmtlib-download-MNIST-{host}-{dead}-0000abcd"
+    live = root / f".rmtlib-download-MNIST-{host}-{os.getppid()}-0000abcd"  # a running process
+    other = root / f".rmtlib-download-FashionMNIST-{host}-{dead}-0000abcd"  # another dataset
+    for folder in (stale, live, other):
+        (folder / "MNIST" / "raw").mkdir(parents=True)
+        (folder / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").write_bytes(b"half")
+    prepare_dataset("mnist", root, download=True)
+    assert not stale.exists() and live.exists() and other.exists()
+
+
+@pytest.mark.data
+@needs_data
+def test_cli_download_from_a_mirror(mirror, tmp_path):
+    url, _, _ = mirror
+    res = run_cli("--name", "mnist", "--download", "--root", str(tmp_path / "d"), cwd=tmp_path,
+                  env_extra={ENV_MIRROR: url})
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.count("downloaded, extracted") == 4 and "train=60000" in res.stdout

@@ -319,7 +319,7 @@ def test_cli_exit_codes_and_summary(repo, capsys):
 def test_the_kernel_runs_this_interpreter():
     from jupyter_client.kernelspec import KernelSpecManager
 
-    name = rp._kernel_name()
+    name = rp.kernel_name()
     argv0 = KernelSpecManager().get_kernel_spec(name).argv[0]
     assert argv0 in {"python", "python3", f"python3.{sys.version_info[1]}"} or argv0 == sys.executable
 

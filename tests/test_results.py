@@ -4,13 +4,31 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from rmtlib import results
 from rmtlib.results import Run, find_root, load_run, to_json, write_json
+from rmtlib.validation import ArgumentTypeError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _no_by_hand_run():
+    """Each test starts in a process that has not started a by-hand run (Run(None)), and leaves
+    it so: the by-hand mode of load_run is process-wide."""
+    saved = results._by_hand
+    results._by_hand = None
+    yield
+    results._by_hand = saved
 
 
 @pytest.fixture
@@ -115,3 +133,97 @@ def test_load_run_reads_a_completed_run_and_rejects_an_incomplete_one(fake_repo)
     (folder / "metrics.json").write_text("{broken")
     with pytest.raises(ValueError, match="metrics.json: not valid JSON"):
         load_run("demo", "quick", root=fake_repo)
+
+
+# ---------------------------------------------------------------- notebooks run by hand
+
+def _completed(folder, **metrics):
+    run = Run(folder)
+    for key, value in metrics.items():
+        run.log(key, value, doc="a value (unit)")
+    write_json(folder / "provenance.json", {"input_hash": "h"})
+    return folder
+
+
+def test_a_by_hand_run_starts_afresh_and_records_its_provenance(fake_repo):
+    folder = fake_repo / "results" / "manual" / "demo"
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text('{"values": {"old": 1}, "doc": {"old": "stale"}}')
+    (folder / "figure.png").write_bytes(b"kept")
+    run = Run(None, name="demo")
+    prov = json.loads((folder / "provenance.json").read_text())
+    assert prov["mode"] == "manual" and prov["name"] == "demo" and prov["error"] is None
+    assert prov["cwd"] == os.getcwd() and len(prov["run_id"]) == 32 and prov["start_utc"].endswith("+00:00")
+    assert not (folder / "metrics.json").exists() and (folder / "figure.png").read_bytes() == b"kept"
+    run.log("x", 2, doc="two")
+    assert json.loads((folder / "metrics.json").read_text())["values"] == {"x": 2}
+
+
+def test_by_hand_a_dependency_is_read_from_manual_else_the_book_else_a_clear_error(fake_repo, capsys):
+    (fake_repo / "notebooks" / "runs.yml").write_text("dep:\n  notebook: part/dep.ipynb\n")
+    results_root = fake_repo / "results"
+    Run(None, name="consumer")  # this process now runs a notebook by hand
+    with pytest.raises(ValueError) as exc:
+        load_run("dep", "default")
+    msg = str(exc.value)
+    assert "\n" not in msg and "no results of run 'dep' for a notebook run by hand" in msg
+    assert str(results_root / "manual" / "dep") in msg and str(results_root / "default" / "dep") in msg
+    assert "run notebooks/part/dep.ipynb by hand first" in msg
+    assert "`python -m rmtlib.reproduce --profile default --only dep`" in msg
+
+    _completed(results_root / "default" / "dep", acc=97.0)
+    book = load_run("dep", "default")
+    assert (book.profile, book.metrics, book.dir) == ("default", {"acc": 97.0}, results_root / "default" / "dep")
+    assert "'dep' was not run by hand" in capsys.readouterr().out
+    assert load_run("dep", "manual").profile == "default"  # "manual": the book's default profile
+
+    Run(None, name="dep").log("acc", 98.0, doc="a value (unit)")  # the reader runs dep by hand
+    mine = load_run("dep", "default")
+    assert (mine.profile, mine.metrics, mine.params) == ("manual", {"acc": 98.0}, {})
+    assert mine.dir == results_root / "manual" / "dep" and "(run by hand)" in capsys.readouterr().out
+    exact = load_run("dep", "default", by_hand=False)
+    assert exact.profile == "default" and exact.metrics == {"acc": 97.0}
+
+    prov = results_root / "manual" / "dep" / "provenance.json"
+    write_json(prov, {**json.loads(prov.read_text()), "error": "KeyError: 'x'", "error_cell": 4})
+    with pytest.raises(ValueError, match=r"the by-hand run of 'dep' in .* stopped at an error "
+                                         r"\(KeyError: 'x'\); run notebooks/part/dep.ipynb again by hand"):
+        load_run("dep", "default")
+
+
+def test_outside_a_by_hand_process_only_the_profiles_folder_is_read(fake_repo):
+    _completed(fake_repo / "results" / "manual" / "dep", acc=98.0)
+    with pytest.raises(ValueError, match="no completed run 'dep' for profile 'quick'"):
+        load_run("dep", "quick")  # the runner's case: a by-hand run never stands in
+    _completed(fake_repo / "results" / "default" / "dep", acc=97.0)
+    assert load_run("dep", "manual").profile == "manual"  # profile "manual" asks for by-hand
+    assert load_run("dep", "manual", by_hand=False).metrics == {"acc": 98.0}
+
+
+def test_run_and_load_run_check_their_arguments(fake_repo):
+    with pytest.raises(ArgumentTypeError, match=r"results_dir must be a path or None, got 3 \(int\)"):
+        Run(3)
+    with pytest.raises(ArgumentTypeError, match="name must be a run name"):
+        Run(None, name=5)
+    with pytest.raises(ArgumentTypeError, match="name must be a run name"):
+        load_run("", "default")
+    with pytest.raises(ArgumentTypeError, match="profile must be a profile name"):
+        load_run("dep", None)
+    with pytest.raises(ArgumentTypeError, match="by_hand must be True or False"):
+        load_run("dep", "default", by_hand="yes")
+
+
+def test_a_failing_cell_in_a_kernel_marks_the_by_hand_run(fake_repo):
+    cells = ["from rmtlib.results import Run", "run = Run(None, name='demo')", "run.log('a', 1, doc='one')",
+             "1 / 0", "raise KeyError('later')", "run.log('b', 2, doc='two')"]
+    script = ("from IPython.core.interactiveshell import InteractiveShell\n"
+              "shell = InteractiveShell.instance()\n"
+              f"for cell in {cells!r}:\n    shell.run_cell(cell, store_history=True)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    res = subprocess.run([sys.executable, "-c", script], cwd=os.getcwd(), env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    folder = fake_repo / "results" / "manual" / "demo"
+    prov = json.loads((folder / "provenance.json").read_text())
+    assert (prov["error"], prov["error_cell"]) == ("ZeroDivisionError: division by zero", 4)  # the first
+    assert json.loads((folder / "metrics.json").read_text())["values"] == {"a": 1, "b": 2}
