@@ -197,10 +197,10 @@ def test_isf_far_in_the_tail_against_mpmath(beta, q):
 
 
 # (s, relative tolerance of cdf, of sf): left of -5 the determinant in double loses eps / F
-FREDHOLM = {2: [(-7.37, 2e-9, None), (-5.81, 2e-9, None), (-3.73, 2e-12, None),
-                (1.71, 2e-12, 5e-12), (5.29, 2e-12, 5e-12)],
-            1: [(-6.93, 2e-9, None), (-5.67, 2e-9, None), (-2.61, 2e-12, None),
-                (3.14, 2e-12, 5e-12), (10.6, 2e-12, 5e-12)]}
+FREDHOLM = {2: [(-7.37, 3e-9, None), (-6.5, 3e-9, None), (-5.81, 3e-9, None),
+                (-3.73, 2e-12, None), (1.71, 2e-12, 5e-12), (5.29, 2e-12, 5e-12)],
+            1: [(-6.93, 3e-9, None), (-6.55, 3e-9, None), (-5.67, 3e-9, None),
+                (-2.61, 2e-12, None), (3.14, 2e-12, 5e-12), (10.6, 2e-12, 5e-12)]}
 
 
 @pytest.mark.slow
@@ -223,12 +223,12 @@ def test_cdf_and_sf_against_mpmath_fredholm_determinant(beta):
 @pytest.mark.parametrize("beta, q", [(2, 1e-15), (1, 3e-11)])
 def test_ppf_of_a_tiny_probability_against_mpmath(beta, q):
     """ppf(q) in the left tail: the mpmath determinant at the returned x gives back q to the
-    documented relative 2e-9; and the round trip through cdf to 1e-12."""
+    documented relative 3e-9; and the round trip through cdf to 1e-12."""
     law = TracyWidom(beta)
     x = law.ppf(q)
     assert x < -5
     F = ref.tw_fredholm(x, beta, m=56, dps=50)
-    assert float(F) == pytest.approx(q, rel=2e-9, abs=0)
+    assert float(F) == pytest.approx(q, rel=3e-9, abs=0)
     assert law.cdf(x) == pytest.approx(q, rel=1e-12, abs=0)
 
 
