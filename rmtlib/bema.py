@@ -44,6 +44,8 @@ import numpy as np
 
 from .esd import spectrum
 from .mp import MarchenkoPastur
+from .validation import (check_array, check_bool, check_float, check_int,
+                         check_tail_probability)
 
 __all__ = ["BemaFit", "bema_window", "check_alpha", "check_beta", "fit_bema", "fit_sigma2",
            "gof_statistic", "tw_edge_factor", "window_quantiles"]
@@ -51,37 +53,44 @@ __all__ = ["BemaFit", "bema_window", "check_alpha", "check_beta", "fit_bema", "f
 
 def check_alpha(alpha) -> float:
     """Validate BEMA's trimming fraction ``alpha`` (in (0, 0.5)) and return it as a float."""
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating)) \
-            or not math.isfinite(alpha) or not 0 < alpha < 0.5:
-        raise ValueError(
-            f"alpha (the fraction trimmed at each end of the spectrum) must lie in (0, 0.5), "
-            f"got {alpha!r}"
-        )
-    return float(alpha)
+    return check_float(alpha, "alpha (the fraction trimmed at each end of the spectrum)",
+                       low=0.0, high=0.5, low_open=True, high_open=True)
 
 
 def check_beta(beta) -> float:
-    """Validate BEMA's edge tail probability ``beta`` (in (0, 1)) and return it as a float."""
-    if isinstance(beta, bool) or not isinstance(beta, (int, float, np.floating)) \
-            or not math.isfinite(beta) or not 0 < beta < 1:
-        raise ValueError(
-            f"beta (the Tracy-Widom tail probability of the edge) must lie in (0, 1), got {beta!r}"
-        )
-    return float(beta)
+    """Validate BEMA's edge tail probability ``beta`` and return it as a float: in (0, 1) and
+    not below the smallest normal double (2.2e-308), where it would have lost its relative
+    precision."""
+    return check_tail_probability(beta, "beta (the Tracy-Widom tail probability of the edge)")
+
+
+def _check_gamma(gamma) -> float:
+    return check_float(gamma, "gamma (the aspect ratio p/N)", low=0.0, high=1.0, low_open=True)
 
 
 @lru_cache(maxsize=64)
-def _tw1_quantile(level: float) -> float:
+def _tw1_upper_quantile(beta: float) -> float:
+    """:math:`t_{1-\beta}`, computed as ``isf(beta)``: accurate for tiny ``beta`` too (``1 -
+    beta`` would round to 1 below 1.1e-16)."""
     from .tw import TracyWidom
 
-    return float(TracyWidom(1).ppf(level))
+    return float(TracyWidom(1).isf(beta))
 
 
 def tw_edge_factor(gamma: float, N: int, beta: float = 0.1, *, paper_exact: bool = False) -> float:
-    r"""The bracket of step 4: :math:`\hat\lambda_+ / \hat\sigma^2`."""
-    t = _tw1_quantile(1.0 - check_beta(beta))
+    r"""The bracket of step 4: :math:`\hat\lambda_+ / \hat\sigma^2
+    = (1+\sqrt\gamma)^2 + t_{1-\beta} N^{-2/3}\gamma^{-1/6}(1+\sqrt\gamma)^{4/3}`
+    (``paper_exact``: :math:`(1+\sqrt\gamma)^4/3` for the last factor).
+
+    ``gamma`` in (0, 1], ``N >= 1`` the larger side, ``beta`` as in :func:`check_beta`;
+    :math:`t_{1-\beta}` is ``TracyWidom(1).isf(beta)``, so ``beta = 1e-300`` gives a finite
+    edge (:math:`t \approx 101.9`).
+    """
+    gamma = _check_gamma(gamma)
+    N = check_int(N, "N (the larger side of the matrix)", minimum=1)
+    t = _tw1_upper_quantile(check_beta(beta))
     sg = 1.0 + math.sqrt(gamma)
-    tw_shape = sg**4 / 3 if paper_exact else sg ** (4.0 / 3.0)
+    tw_shape = sg**4 / 3 if check_bool(paper_exact, "paper_exact") else sg ** (4.0 / 3.0)
     return sg**2 + t * N ** (-2.0 / 3.0) * gamma ** (-1.0 / 6.0) * tw_shape
 
 
@@ -93,7 +102,9 @@ def bema_window(p: int, alpha: float, paper_exact: bool = False) -> tuple[np.nda
     the levels ``k / p``.  ``paper_exact``: the authors' ``i = int(alpha p) ..
     int((1 - alpha) p) - 1`` (0-based) matched to ``i / p``.
     """
-    if paper_exact:
+    p = check_int(p, "p (the number of eigenvalues)", minimum=1)
+    alpha = check_alpha(alpha)
+    if check_bool(paper_exact, "paper_exact"):
         idx = np.arange(int(alpha * p), int((1 - alpha) * p))
         levels = idx / p
     else:
@@ -112,11 +123,17 @@ def gof_statistic(eigenvalues, sigma2, gamma: float, alpha: float, *,
                   paper_exact: bool = False) -> np.ndarray | float:
     """L-infinity distance between the fitted MP CDF and the empirical CDF on BEMA's window.
 
-    ``eigenvalues`` is ascending, shape ``(p,)`` or ``(draws, p)`` with ``sigma2`` a scalar
-    or one value per draw (vectorized for the null simulation).
+    ``eigenvalues`` is ascending, shape ``(p,)`` or ``(draws, p)`` with ``sigma2`` a positive
+    scalar or one value per draw (vectorized for the null simulation); ``gamma`` in (0, 1].
     """
-    lam = np.asarray(eigenvalues, dtype=np.float64)
-    s2 = np.asarray(sigma2, dtype=np.float64)
+    lam = check_array(eigenvalues, "eigenvalues", nonnegative=True)
+    if lam.ndim not in (1, 2):
+        raise ValueError(f"eigenvalues must be 1-D (p,) or 2-D (draws, p), got shape {lam.shape}")
+    s2 = check_array(sigma2, "sigma2")
+    if np.any(s2 <= 0) or s2.shape not in ((), lam.shape[:-1]):
+        raise ValueError(f"sigma2 must be positive, a scalar or one value per draw "
+                         f"(shape {lam.shape[:-1]}), got shape {s2.shape}, minimum {s2.min()!r}")
+    gamma = _check_gamma(gamma)
     p = lam.shape[-1]
     idx, _ = bema_window(p, alpha, paper_exact)
     u = lam[..., idx] / (s2[..., None] if s2.ndim else s2)  # in units of sigma2
@@ -134,10 +151,7 @@ def gof_statistic(eigenvalues, sigma2, gamma: float, alpha: float, *,
 
 
 @lru_cache(maxsize=256)
-def window_quantiles(p: int, gamma: float, alpha: float, paper_exact: bool = False):
-    """Step 2: BEMA's window (0-based indices, :func:`bema_window`) and the MP(``gamma``, 1)
-    quantiles ``q_k`` matched to it, as read-only arrays.  Cached (``window_quantiles.cache_clear()``
-    empties the cache): BEMA asks for the same ones again and again during training."""
+def _window_quantiles(p: int, gamma: float, alpha: float, paper_exact: bool):
     idx, levels = bema_window(p, alpha, paper_exact)
     q = MarchenkoPastur(gamma).ppf(levels)
     idx.setflags(write=False)
@@ -145,11 +159,26 @@ def window_quantiles(p: int, gamma: float, alpha: float, paper_exact: bool = Fal
     return idx, q
 
 
+def window_quantiles(p: int, gamma: float, alpha: float, paper_exact: bool = False):
+    """Step 2: BEMA's window (0-based indices, :func:`bema_window`) and the MP(``gamma``, 1)
+    quantiles ``q_k`` matched to it, as read-only arrays.  Cached (``window_quantiles.cache_clear()``
+    empties the cache): BEMA asks for the same ones again and again during training."""
+    return _window_quantiles(check_int(p, "p (the number of eigenvalues)", minimum=1),
+                             _check_gamma(gamma), check_alpha(alpha),
+                             check_bool(paper_exact, "paper_exact"))
+
+
+window_quantiles.cache_clear = _window_quantiles.cache_clear
+window_quantiles.cache_info = _window_quantiles.cache_info
+
+
 def fit_sigma2(eigenvalues, gamma: float, alpha: float, paper_exact: bool = False):
     r"""Step 3, :math:`\hat\sigma^2 = \sum_k q_k\lambda_{(k)} / \sum_k q_k^2`, vectorized over
-    the leading axes of ``eigenvalues`` (ascending on the last axis)."""
-    lam = np.asarray(eigenvalues, dtype=np.float64)
-    idx, q = window_quantiles(int(lam.shape[-1]), float(gamma), float(alpha), bool(paper_exact))
+    the leading axes of ``eigenvalues`` (ascending on the last axis, finite, non-negative)."""
+    lam = check_array(eigenvalues, "eigenvalues", nonnegative=True)
+    if lam.ndim == 0:
+        raise ValueError("eigenvalues must be an array of at least one dimension, got a scalar")
+    idx, q = window_quantiles(int(lam.shape[-1]), gamma, alpha, paper_exact)
     return lam[..., idx] @ q / (q @ q)
 
 
@@ -210,7 +239,8 @@ def fit_bema(x, *, shape=None, alpha: float = 0.2, beta: float = 0.1,
     alpha : float in (0, 0.5), default 0.2
         Fraction of the spectrum trimmed at each end before fitting.
     beta : float in (0, 1), default 0.1
-        Probability that the largest pure-noise eigenvalue exceeds the edge.
+        Probability that the largest pure-noise eigenvalue exceeds the edge; any double down
+        to 2.2e-308 (the edge uses ``TracyWidom(1).isf(beta)``, finite and accurate there).
     paper_exact : bool, default False
         Reproduce the authors' formula and window quirks (module docstring).
 
@@ -221,10 +251,13 @@ def fit_bema(x, *, shape=None, alpha: float = 0.2, beta: float = 0.1,
     Raises
     ------
     ValueError
-        Bad ``alpha``/``beta``; NaN/Inf, complex, empty or 1-row/1-column input; negative
-        eigenvalues; a window too small to fit; an all-zero bulk.
+        Bad ``alpha``/``beta``/``paper_exact``/``shape``; NaN/Inf, complex, empty or
+        1-row/1-column input; negative eigenvalues; a window too small to fit; an all-zero
+        bulk.  Wrong types raise :class:`~rmtlib.validation.ArgumentTypeError` (also a
+        ``ValueError``).
     """
     alpha, beta = check_alpha(alpha), check_beta(beta)
+    paper_exact = check_bool(paper_exact, "paper_exact")
     spec = spectrum(x, shape)
     lam, gamma, N, p = spec.eigenvalues, spec.gamma, spec.N, spec.p
     sigma2 = float(fit_sigma2(lam, gamma, alpha, paper_exact))
@@ -247,7 +280,7 @@ def fit_bema(x, *, shape=None, alpha: float = 0.2, beta: float = 0.1,
         p=p,
         alpha=alpha,
         beta=beta,
-        tw_quantile=_tw1_quantile(1.0 - beta),
+        tw_quantile=_tw1_upper_quantile(beta),
         paper_exact=bool(paper_exact),
         eigenvalues=lam,
     )

@@ -24,6 +24,7 @@ import numpy as np
 from scipy.linalg import eigvalsh_tridiagonal
 
 from .seeding import check_random_state
+from .validation import ArgumentTypeError, check_array, check_float, check_int, check_shape, describe
 
 __all__ = [
     "bbp_outlier",
@@ -35,13 +36,23 @@ __all__ = [
 
 
 def _check_shape(shape) -> tuple[int, int]:
-    try:
-        m, n = (int(d) for d in shape)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"shape must be a pair of integers (m, n), got {shape!r}") from exc
-    if m < 2 or n < 2:
-        raise ValueError(f"shape must have both sides >= 2, got {shape!r}")
-    return m, n
+    return check_shape(shape, minimum=2)
+
+
+def _check_positive(value, name: str) -> float:
+    return check_float(value, name, low=0.0, low_open=True)
+
+
+def _check_gamma(gamma) -> float:
+    return check_float(gamma, "gamma (the aspect ratio p/N)", low=0.0, high=1.0, low_open=True)
+
+
+def _check_thetas(thetas, name: str = "thetas") -> np.ndarray:
+    """Signal strengths: a number or a 1-D array (possibly empty) of finite values >= 0."""
+    th = np.atleast_1d(check_array(thetas, name, min_size=0, nonnegative=True))
+    if th.ndim != 1:
+        raise ValueError(f"{name} must be a number or a 1-D array, got shape {th.shape}")
+    return th
 
 
 def noise_eigenvalues(shape, n_draws: int | None = None, *, sigma2: float = 1.0,
@@ -59,10 +70,9 @@ def noise_eigenvalues(shape, n_draws: int | None = None, *, sigma2: float = 1.0,
     Returns an array of shape ``(p,)`` (``n_draws=None``) or ``(n_draws, p)``, ascending.
     """
     m, n = _check_shape(shape)
-    if not (isinstance(sigma2, (int, float)) and math.isfinite(sigma2) and sigma2 > 0):
-        raise ValueError(f"sigma2 must be positive and finite, got {sigma2!r}")
-    if n_draws is not None and (int(n_draws) != n_draws or n_draws < 1):
-        raise ValueError(f"n_draws must be a positive integer or None, got {n_draws!r}")
+    sigma2 = _check_positive(sigma2, "sigma2")
+    if n_draws is not None:
+        n_draws = check_int(n_draws, "n_draws (None or a positive integer)", minimum=1)
     rng = check_random_state(random_state)
     N, p = max(m, n), min(m, n)
     k = 1 if n_draws is None else int(n_draws)
@@ -87,16 +97,23 @@ def spiked_matrix(shape, thetas=(), *, sigma: float = 1.0, random_state=None,
     ``R`` has i.i.d. :math:`N(0, \sigma^2)` entries; ``u_i``, ``v_i`` are Haar-random
     orthonormal vectors, independent of ``R``.  ``thetas`` are the signal strengths in noise
     units; the BBP detectability level is ``bbp_threshold(gamma) = gamma**(1/4)``.
+    ``dtype`` is ``numpy.float64`` (default) or ``numpy.float32``.
     """
     m, n = _check_shape(shape)
-    thetas = np.atleast_1d(np.asarray(thetas, dtype=np.float64))
-    if not (math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be positive and finite, got {sigma!r}")
+    thetas = _check_thetas(thetas)
+    sigma = _check_positive(sigma, "sigma")
+    try:
+        out_dtype = np.dtype(dtype)
+    except TypeError as exc:
+        raise ArgumentTypeError(f"dtype must be numpy.float32 or numpy.float64, got "
+                                f"{describe(dtype)}") from exc
+    if out_dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be numpy.float32 or numpy.float64, got {out_dtype}")
     rng = check_random_state(random_state)
     W = sigma * rng.standard_normal((m, n))
     if thetas.size:
         W += low_rank_signal((m, n), thetas, sigma=sigma, random_state=rng)
-    return W.astype(dtype, copy=False)
+    return W.astype(out_dtype, copy=False)
 
 
 def low_rank_signal(shape, thetas, *, sigma: float = 1.0, random_state=None) -> np.ndarray:
@@ -107,13 +124,11 @@ def low_rank_signal(shape, thetas, *, sigma: float = 1.0, random_state=None) -> 
     columns.
     """
     m, n = _check_shape(shape)
-    thetas = np.atleast_1d(np.asarray(thetas, dtype=np.float64))
-    if thetas.ndim != 1 or np.any(~np.isfinite(thetas)) or np.any(thetas < 0):
-        raise ValueError(f"thetas must be finite and non-negative, got {thetas!r}")
+    thetas = _check_thetas(thetas)
     if thetas.size > min(m, n):
-        raise ValueError(f"at most min(m, n) = {min(m, n)} spikes fit in a {m}x{n} matrix")
-    if not (math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be positive and finite, got {sigma!r}")
+        raise ValueError(f"thetas must hold at most min(m, n) = {min(m, n)} spikes for a {m}x{n} "
+                         f"matrix, got {thetas.size}")
+    sigma = _check_positive(sigma, "sigma")
     rng = check_random_state(random_state)
     U, _ = np.linalg.qr(rng.standard_normal((m, thetas.size)))
     V, _ = np.linalg.qr(rng.standard_normal((n, thetas.size)))
@@ -122,9 +137,7 @@ def low_rank_signal(shape, thetas, *, sigma: float = 1.0, random_state=None) -> 
 
 def bbp_threshold(gamma: float) -> float:
     """Signal strength ``theta = gamma**(1/4)`` above which a spike leaves the bulk."""
-    if not 0 < gamma <= 1:
-        raise ValueError(f"gamma must lie in (0, 1], got {gamma!r}")
-    return gamma**0.25
+    return _check_gamma(gamma) ** 0.25
 
 
 def bbp_outlier(theta, gamma: float, sigma2: float = 1.0):
@@ -133,11 +146,9 @@ def bbp_outlier(theta, gamma: float, sigma2: float = 1.0):
     :math:`\sigma^2(1+\theta^2)(\gamma+\theta^2)/\theta^2` above the BBP threshold,
     the bulk edge :math:`\sigma^2(1+\sqrt\gamma)^2` below it (vectorized in ``theta``).
     """
-    if not 0 < gamma <= 1:
-        raise ValueError(f"gamma must lie in (0, 1], got {gamma!r}")
-    th = np.asarray(theta, dtype=np.float64)
-    if np.any(th < 0) or not np.all(np.isfinite(th)):
-        raise ValueError("theta must be finite and non-negative")
+    gamma = _check_gamma(gamma)
+    sigma2 = _check_positive(sigma2, "sigma2")
+    th = check_array(theta, "theta", min_size=0, nonnegative=True)
     edge = (1 + math.sqrt(gamma)) ** 2
     with np.errstate(divide="ignore", invalid="ignore"):
         lam = (1 + th**2) * (gamma + th**2) / th**2

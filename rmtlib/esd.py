@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .linalg import gram_eigenvalues
+from .validation import ArgumentTypeError, check_array, check_shape, describe
 
 __all__ = ["Spectrum", "as_matrix", "spectrum"]
 
@@ -24,18 +25,25 @@ __all__ = ["Spectrum", "as_matrix", "spectrum"]
 def _to_numpy(x, what: str) -> np.ndarray:
     """Convert a NumPy array, torch tensor or nested sequence to NumPy without copying
     when possible; reject complex, non-numeric and non-finite input."""
+    if isinstance(x, (str, bytes)) or x is None:
+        raise ArgumentTypeError(f"{what} must be a numeric array or tensor, got {describe(x)}")
     if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor, without importing torch
         if x.is_complex():
-            raise ValueError(f"{what} must be real, got a complex torch tensor ({x.dtype})")
+            raise ArgumentTypeError(f"{what} must be real, got a complex torch tensor ({x.dtype})")
+        if str(x.dtype) == "torch.bool":
+            raise ArgumentTypeError(f"{what} must be a numeric tensor, got a boolean one")
         x = x.detach().cpu()
         if x.dtype not in _TORCH_OK_DTYPES():
             x = x.double()
         x = x.numpy()
-    arr = np.asarray(x)
+    try:
+        arr = np.asarray(x)
+    except (TypeError, ValueError) as exc:  # ragged nested sequences
+        raise ArgumentTypeError(f"{what} must be a numeric array, got {describe(x)}") from exc
     if np.iscomplexobj(arr):
-        raise ValueError(f"{what} must be real, got a complex array ({arr.dtype})")
-    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
-        raise ValueError(f"{what} must be a numeric array, got dtype {arr.dtype}")
+        raise ArgumentTypeError(f"{what} must be real, got a complex array ({arr.dtype})")
+    if arr.dtype.kind not in "iuf":
+        raise ArgumentTypeError(f"{what} must be a numeric array, got dtype {arr.dtype}")
     if not np.issubdtype(arr.dtype, np.floating) or arr.dtype == np.float16:
         arr = arr.astype(np.float64)
     return arr
@@ -64,7 +72,7 @@ def as_matrix(x, what: str = "weight matrix") -> np.ndarray:
         )
     if not np.all(np.isfinite(arr)):
         nbad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-        raise ValueError(f"{what} has {nbad} non-finite (NaN or Inf) entries")
+        raise ValueError(f"{what} must be finite, got {nbad} non-finite (NaN or Inf) entries")
     return arr
 
 
@@ -97,8 +105,9 @@ class Spectrum:
         return np.sqrt(self.N * self.eigenvalues[::-1])
 
     def to_singular(self, lam):
-        """Convert eigenvalue units to singular-value units: ``s = sqrt(N * lambda)``."""
-        return np.sqrt(self.N * np.asarray(lam, dtype=np.float64))
+        """Convert eigenvalue units to singular-value units: ``s = sqrt(N * lambda)``
+        (``lam`` finite and non-negative, any shape)."""
+        return np.sqrt(self.N * check_array(lam, "lam", min_size=0, nonnegative=True))
 
 
 def spectrum(x, shape: tuple[int, int] | None = None) -> Spectrum:
@@ -119,9 +128,11 @@ def spectrum(x, shape: tuple[int, int] | None = None) -> Spectrum:
         negative eigenvalues, or eigenvalues inconsistent with ``shape``.
     """
     arr = _to_numpy(x, "input")
+    if shape is not None:
+        shape = check_shape(shape, minimum=2)
     if arr.ndim == 2:
         W = as_matrix(arr)
-        if shape is not None and tuple(shape) != W.shape:
+        if shape is not None and shape != W.shape:
             raise ValueError(f"shape={tuple(shape)} contradicts the matrix shape {W.shape}")
         lam, eps = gram_eigenvalues(W)
         return Spectrum(lam, tuple(int(d) for d in W.shape), eps)
@@ -129,16 +140,15 @@ def spectrum(x, shape: tuple[int, int] | None = None) -> Spectrum:
         raise ValueError(f"input must be a matrix (2-D) or eigenvalues (1-D), got shape {arr.shape}")
     if shape is None:
         raise ValueError(
-            "eigenvalues were given without the matrix shape: pass shape=(m, n) "
-            "(needed for gamma = p/N and the Tracy-Widom scaling)"
+            "shape must be given with eigenvalues: pass shape=(m, n) of their matrix "
+            "(needed for gamma = p/N and the Tracy-Widom scaling), got shape=None"
         )
-    if len(shape) != 2 or any(int(d) != d or d < 2 for d in shape):
-        raise ValueError(f"shape must be two integers >= 2, got {shape!r}")
-    m, n = (int(d) for d in shape)
+    m, n = shape
     p = min(m, n)
     if arr.size != p:
         raise ValueError(
-            f"got {arr.size} eigenvalues but a {m}x{n} matrix has min(m, n) = {p}"
+            f"eigenvalues do not fit shape={(m, n)}: got {arr.size} of them, but a {m}x{n} "
+            f"matrix has min(m, n) = {p}"
         )
     if not np.all(np.isfinite(arr)):
         raise ValueError("eigenvalues contain NaN or Inf")

@@ -35,8 +35,10 @@ from pathlib import Path
 import numpy as np
 
 from ._paths import cache_dir
-from .bema import check_alpha, fit_sigma2, gof_statistic
+from .bema import BemaFit, check_alpha, fit_sigma2, gof_statistic
 from .ensembles import noise_eigenvalues
+from .validation import (ArgumentTypeError, check_bool, check_float, check_int,
+                         check_probability, check_seed, check_shape, describe)
 
 __all__ = ["GofNull", "GofVerdict", "accept", "gof_null"]
 
@@ -59,12 +61,12 @@ class GofNull:
 
     def quantile(self, level: float) -> float:
         """Empirical ``level`` quantile of the null statistic (the acceptance cutoff)."""
-        if not 0 < level < 1:
-            raise ValueError(f"level must lie in (0, 1), got {level!r}")
+        level = check_probability(level, "level", open_low=True, open_high=True)
         return float(np.quantile(self.samples, level))
 
     def pvalue(self, statistic: float) -> float:
         """Monte-Carlo p-value ``(1 + #{null >= D}) / (n_sim + 1)``."""
+        statistic = check_float(statistic, "statistic", low=0.0)
         n_ge = self.samples.size - np.searchsorted(self.samples, statistic, side="left")
         return float((1 + n_ge) / (self.samples.size + 1))
 
@@ -81,13 +83,13 @@ def gof_null(shape, alpha: float = 0.2, *, paper_exact: bool = False, n_sim: int
     memory and, when ``cache`` is true, on disk keyed by every argument.
     Cost: about ``n_sim`` tridiagonal eigensolves of size ``p`` (1000 x 784: ~4 s for 400).
     """
-    m, n = (int(d) for d in shape)
+    m, n = check_shape(shape, minimum=2)
     shape_key = (min(m, n), max(m, n))  # transpose invariant
     alpha = check_alpha(alpha)
-    if int(n_sim) != n_sim or n_sim < 20:
-        raise ValueError(f"n_sim must be an integer >= 20, got {n_sim!r}")
-    if not isinstance(random_state, (int, np.integer)) or random_state < 0:
-        raise ValueError("random_state must be a non-negative int (the null is cached by seed)")
+    paper_exact = check_bool(paper_exact, "paper_exact")
+    n_sim = check_int(n_sim, "n_sim", minimum=20)
+    random_state = check_seed(random_state, "random_state (an int: the null is cached by seed)")
+    cache = check_bool(cache, "cache")
     key = (shape_key, float(alpha), bool(paper_exact), int(n_sim), int(random_state), _NULL_VERSION)
     if key in _MEMORY:
         return _MEMORY[key]
@@ -154,14 +156,18 @@ def accept(fit, rule: float | str = 0.1, *, level: float = 0.99, n_sim: int = 40
     when ``fit.gof < rule`` -- or ``"calibrated"``: accepted when ``fit.gof`` is below the
     ``level`` quantile of the simulated pure-noise null for the fit's shape and ``alpha``.
     """
+    if not isinstance(fit, BemaFit):
+        raise ArgumentTypeError(f"fit must be a rmtlib.bema.BemaFit (from fit_bema), got "
+                                f"{describe(fit)}")
     if isinstance(rule, str):
         if rule != "calibrated":
             raise ValueError(f"rule must be a float cutoff or 'calibrated', got {rule!r}")
+        level = check_probability(level, "level", open_low=True, open_high=True)
         null = gof_null(fit.shape, fit.alpha, paper_exact=fit.paper_exact, n_sim=n_sim,
                         random_state=random_state)
         cutoff = null.quantile(level)
         return GofVerdict(fit.gof <= cutoff, fit.gof, cutoff, f"calibrated@{level:g}",
                           null.pvalue(fit.gof))
-    if isinstance(rule, bool) or not isinstance(rule, (int, float)) or not 0 < rule <= 1:
-        raise ValueError(f"a fixed GoF cutoff must be a number in (0, 1], got {rule!r}")
-    return GofVerdict(fit.gof < rule, fit.gof, float(rule), f"cutoff@{rule:g}")
+    rule = check_float(rule, "rule (a fixed GoF cutoff, or 'calibrated')", low=0.0, high=1.0,
+                       low_open=True)
+    return GofVerdict(fit.gof < rule, fit.gof, rule, f"cutoff@{rule:g}")

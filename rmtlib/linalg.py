@@ -35,6 +35,7 @@ from contextlib import nullcontext
 import numpy as np
 
 from ._threads import SMALL, single_threaded
+from .validation import ArgumentTypeError, check_bool, check_int, describe
 
 __all__ = ["F64_MAX_P", "compute_dtype", "gram_eigenvalues", "gram_eigh"]
 
@@ -46,9 +47,35 @@ def _is_tensor(x) -> bool:
     return hasattr(x, "detach") and hasattr(x, "is_floating_point")  # torch.Tensor, no import
 
 
+def _check_matrix(W, name: str = "W", *, stack: bool = True, tensor_only: bool = False):
+    """``W`` if it is a real floating NumPy array or torch tensor of shape ``(m, n)`` (or a
+    stack ``(..., m, n)`` if ``stack``) with finite entries; raises otherwise."""
+    allowed = "a real floating torch tensor" if tensor_only else \
+        "a real floating NumPy array or torch tensor"
+    if _is_tensor(W):
+        real = W.is_floating_point()
+    elif tensor_only or not isinstance(W, np.ndarray):
+        raise ArgumentTypeError(f"{name} must be {allowed}, got {describe(W)}")
+    else:
+        real = W.dtype.kind == "f"
+    if not real:
+        raise ArgumentTypeError(f"{name} must be {allowed}, got dtype {W.dtype}")
+    if W.ndim < 2 or (not stack and W.ndim != 2):
+        want = "(m, n) or a stack (..., m, n)" if stack else "(m, n)"
+        raise ValueError(f"{name} must have shape {want}, got shape {tuple(W.shape)}")
+    if min(W.shape[-2:]) < 1:
+        raise ValueError(f"{name} must have at least one row and one column, got shape {tuple(W.shape)}")
+    finite = bool(W.isfinite().all()) if _is_tensor(W) else bool(np.isfinite(W).all())
+    if not finite:
+        raise ValueError(f"{name} must be finite, got non-finite (NaN or Inf) entries")
+    return W
+
+
 def compute_dtype(input_is_float64: bool, p: int) -> str:
     """``"float64"`` or ``"float32"``: the precision of the Gram solve for a matrix whose smaller
     side is ``p`` (see the module docstring)."""
+    input_is_float64 = check_bool(input_is_float64, "input_is_float64")
+    p = check_int(p, "p (the smaller side)", minimum=1)
     return "float64" if input_is_float64 or p <= F64_MAX_P else "float32"
 
 
@@ -76,11 +103,12 @@ def _torch_solve(W, vectors: bool):
 def gram_eigenvalues(W) -> tuple[np.ndarray, float]:
     """Ascending eigenvalues ``s_i**2 / N`` of ``W`` and the machine epsilon of the solve.
 
-    ``W`` is a real NumPy array or torch tensor (any device) of shape ``(m, n)`` or a stack
-    ``(..., m, n)``; it is assumed validated (finite, at least 2 x 2: see
-    :func:`rmtlib.esd.as_matrix`).  Returns a float64 NumPy array of shape ``(p,)`` or
-    ``(..., p)`` (clipped at 0) and ``eps``.
+    ``W`` is a real floating NumPy array or torch tensor (any device) of shape ``(m, n)`` or a
+    stack ``(..., m, n)``, with finite entries (checked; :func:`rmtlib.esd.as_matrix` also
+    converts other input).  Returns a float64 NumPy array of shape ``(p,)`` or ``(..., p)``
+    (clipped at 0) and ``eps``.
     """
+    _check_matrix(W)
     m, n = W.shape[-2:]
     N, p = max(m, n), min(m, n)
     if _is_tensor(W):
@@ -107,7 +135,8 @@ def gram_eigh(W):
     Returns ``(evals, evecs, right, eps)``: ``evals`` ascending (torch, the compute dtype, on the
     solve's device; *not* divided by ``N``), ``evecs`` their orthonormal eigenvectors as columns
     -- the right singular vectors ``v_i`` when ``right`` (``n <= m``), else the left ones
-    ``u_i`` -- and the machine epsilon of the solve.
+    ``u_i`` -- and the machine epsilon of the solve.  ``W`` must be real, floating and finite.
     """
+    _check_matrix(W, stack=False, tensor_only=True)
     evals, evecs, eps, right = _torch_solve(W, vectors=True)
     return evals, evecs, right, eps

@@ -46,6 +46,8 @@ from scipy import optimize
 
 from .esd import Spectrum, spectrum
 from .mp import MarchenkoPastur
+from .validation import (ArgumentTypeError, check_array, check_bool, check_choice, check_float,
+                         describe)
 
 __all__ = [
     "RankDecision",
@@ -101,22 +103,17 @@ def _count_above(s: np.ndarray, threshold: float) -> int:
 
 
 def _positive_float(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    v = float(value)
-    if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return v
+    return check_float(value, name, low=0.0, low_open=True)
+
+
+_BETA = "beta (the aspect ratio p/N = min(m, n)/max(m, n))"
 
 
 def _check_beta(beta) -> np.ndarray:
-    msg = f"beta (the aspect ratio p/N = min(m, n)/max(m, n)) must lie in (0, 1], got {beta!r}"
-    try:
-        b = np.asarray(beta, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(msg) from exc
-    if b.size == 0 or not np.all(np.isfinite(b)) or np.any((b <= 0) | (b > 1)):
-        raise ValueError(msg)
+    """Aspect ratios in (0, 1]: a number or a non-empty array of numbers."""
+    b = check_array(beta, _BETA)
+    if np.any((b <= 0) | (b > 1)):
+        raise ValueError(f"{_BETA} must lie in (0, 1], got {beta!r}")
     return b
 
 
@@ -176,7 +173,7 @@ def gd_omega(beta, exact: bool = True):
     :math:`\omega(\beta) \approx 0.56\beta^3 - 0.95\beta^2 + 1.82\beta + 1.43`.
     """
     b = _check_beta(beta)
-    if exact:
+    if check_bool(exact, "exact"):
         values, inverse = np.unique(b, return_inverse=True)
         mu = np.array([MarchenkoPastur(v).median() for v in values])[inverse].reshape(b.shape)
         out = np.asarray(gd_lambda_star(b)) / np.sqrt(mu)
@@ -204,8 +201,7 @@ def gavish_donoho(x, shape=None, *, sigma: float | None = None, omega: str = "ex
     ``sigma`` (given, or the estimate implied by the median), ``sigma_known``,
     ``omega`` and ``omega_kind`` (unknown-sigma case), ``median_singular_value``.
     """
-    if omega not in ("exact", "approx"):
-        raise ValueError(f"omega must be 'exact' or 'approx', got {omega!r}")
+    omega = check_choice(omega, "omega", ("exact", "approx"))
     spec = _as_spectrum(x, shape)
     s = spec.singular_values
     beta = spec.gamma
@@ -278,11 +274,11 @@ def screenot_threshold(noise_singular_values, gamma: float) -> float:
     ``theta -> c theta``.  For the Marchenko--Pastur law it equals Gavish--Donoho's
     :math:`\lambda^*(\gamma)\sqrt N\sigma`.
     """
-    z = np.sort(np.asarray(noise_singular_values, dtype=np.float64))[::-1]
-    if z.ndim != 1 or z.size < 2 or not np.all(np.isfinite(z)) or z[-1] < 0:
-        raise ValueError(
-            "noise_singular_values must be a 1-D array of >= 2 finite non-negative values")
-    g = float(_check_beta(gamma))
+    z = check_array(noise_singular_values, "noise_singular_values", ndim=1, min_size=2,
+                    nonnegative=True)
+    z = np.sort(z)[::-1]
+    g = check_float(gamma, "gamma (the aspect ratio p/N, Gavish-Donoho's beta)", low=0.0, high=1.0,
+                    low_open=True)
     scale = z[0]
     if scale == 0.0:
         return 0.0  # no noise at all: keep every non-zero singular value
@@ -325,21 +321,22 @@ def screenot(x, shape=None, *, k: int | None = None, strategy: str = "impute"):
     ``rank`` :math:`= \#\{s_i > \theta\}`.  ``details``: ``k``, ``strategy``, ``gamma``,
     ``noise_edge`` (largest pseudo-noise singular value).
     """
-    if strategy not in _STRATEGIES:
-        raise ValueError(f"strategy must be one of {_STRATEGIES}, got {strategy!r}")
+    strategy = check_choice(strategy, "strategy", _STRATEGIES)
     spec = _as_spectrum(x, shape)
     s, p = spec.singular_values, spec.p
     k_max = (p - 2) // 2 if strategy == "impute" else p - 1
     if k is None:
         raise ValueError(
-            "screenot needs k, an upper bound on the number of signal components "
+            "screenot needs k (k must be given), an upper bound on the number of signal components "
             f"(1 <= k <= {k_max} for this {spec.shape[0]}x{spec.shape[1]} matrix and "
             f"strategy={strategy!r})"
         )
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= k_max:
-        need = "2k + 1 < p" if strategy == "impute" else "k < p"
-        raise ValueError(
-            f"k must be an integer with 1 <= k <= {k_max} ({need}, p = {p}), got {k!r}")
+    need = "2k + 1 < p" if strategy == "impute" else "k < p"
+    msg = f"k must be an integer with 1 <= k <= {k_max} ({need}, p = {p}), got {describe(k)}"
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral):
+        raise ArgumentTypeError(msg)
+    if not 1 <= k <= k_max:
+        raise ValueError(msg)
     k = int(k)
     z = _pseudo_noise(s, k, strategy)
     theta = screenot_threshold(z, spec.gamma)
@@ -360,9 +357,7 @@ def energy(x, shape=None, *, t: float = 0.9):
     gives rank 0.  ``details``: ``t``, ``captured`` (energy fraction of the kept values),
     ``tie``.
     """
-    if isinstance(t, bool) or not isinstance(t, numbers.Real) or not (0.0 < float(t) <= 1.0):
-        raise ValueError(f"t (the energy fraction to keep) must lie in (0, 1], got {t!r}")
-    t = float(t)
+    t = check_float(t, "t (the energy fraction to keep)", low=0.0, high=1.0, low_open=True)
     s = _as_spectrum(x, shape).singular_values
     cum = np.cumsum(s * s)
     total = cum[-1]
@@ -429,8 +424,7 @@ def weightwatcher_mp(x, shape=None, *, bandwidth: float = 0.1, tw: bool = True):
     with the margin), ``mp_softrank``, ``num_spikes``, ``Q``.
     """
     bandwidth = _positive_float(bandwidth, "bandwidth")
-    if not isinstance(tw, (bool, np.bool_)):
-        raise ValueError(f"tw must be True or False, got {tw!r}")
+    tw = check_bool(tw, "tw")
     spec = _as_spectrum(x, shape)
     lam, N, p = spec.eigenvalues, spec.N, spec.p
     mean = float(lam.mean())
@@ -501,7 +495,10 @@ def available_methods() -> tuple[str, ...]:
 
 
 def _check_method(method) -> str:
-    if not isinstance(method, str) or method not in METHODS:
+    if not isinstance(method, str):
+        raise ArgumentTypeError(f"method must be the name of a rank selector "
+                                f"({', '.join(METHODS)}), got {describe(method)}")
+    if method not in METHODS:
         raise ValueError(f"unknown rank selector {method!r}; valid methods: {', '.join(METHODS)}")
     return method
 
@@ -558,11 +555,14 @@ def compare_selectors(x, methods=None, shape=None, **per_method_opts):
 
     if methods is None:
         methods = tuple(METHODS)
+    if not isinstance(methods, (str, list, tuple)):
+        raise ArgumentTypeError(f"methods must be a method name or a list of them "
+                                f"({', '.join(METHODS)}), got {describe(methods)}")
     methods = (methods,) if isinstance(methods, str) else tuple(methods)
     for m in methods:
         _check_method(m)
     if len(set(methods)) != len(methods):
-        raise ValueError(f"methods contains duplicates: {methods}")
+        raise ValueError(f"methods must name each method once (no duplicates), got {methods}")
     stray = sorted(set(per_method_opts) - set(methods))
     if stray:
         raise ValueError(f"options given for {', '.join(map(repr, stray))}, "

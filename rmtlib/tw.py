@@ -32,56 +32,77 @@ coupling :math:`\operatorname{Ai}((s + y)/2)` to the left end decays only half a
 defaults ``m = 48`` (:math:`F_1`) and ``40`` (:math:`F_2`) agree with ``2m`` to ~3e-14 on
 [-8, 6] (:func:`tracy_widom_cdf_fredholm`).  In the left tail the *relative* accuracy of
 any double-precision evaluation degrades, because :math:`1 - \lambda_{\max}` approaches
-the rounding level: about 1e-6 at ``s = -8`` and 1e-3 at ``s = -10`` (absolute errors
-stay ~1e-16).
+the rounding level: measured against mpmath, about 5e-10 at ``s = -6.3``, 1e-8 at -7.1,
+2e-7 at -7.9 and 3e-5 at -9.3 for :math:`F_2` (whatever ``m``; absolute errors stay
+~1e-16), which is why the left tail uses its asymptotic series instead.
 
-**Fast evaluation.**  Once per ``beta`` (lazily, ~0.03 s for :math:`F_2`, ~0.1 s for
-:math:`F_1`) the function :math:`h(s) = \log(-\log F(s))` is sampled at Chebyshev points
-on a left piece ``[-8, -5]`` (24 points) and a main piece ``[-5, b]`` (96 points;
-``b = 8`` for :math:`F_2`, ``14`` for :math:`F_1`, beyond which ``1 - F < 1e-16``) and kept
-as Chebyshev series; the split keeps the rounding noise of the left end out of the main
-piece.  Then :math:`F = \exp(-e^h)`, the density :math:`f = -F e^h h'` is the exact
-derivative of the interpolated CDF (positive everywhere), and ``logpdf`` and ``sf`` keep
-relative accuracy in the tails.  Beyond the grid, tail expansions are continued from the
-grid ends (continuous there):
+**Fast evaluation.** Once per ``beta`` (lazily; 0.13 s for :math:`F_2`, 0.25 s for
+:math:`F_1` measured on a loaded 2-core machine) the function :math:`h(s) = \log(-\log
+F(s))` is sampled at Chebyshev points on a left piece ``[a, -5]`` (24 points, ``a = -6.6``)
+and a main piece ``[-5, b + 1]`` (96 points; ``b = 8`` for :math:`F_2`, ``14`` for
+:math:`F_1`, beyond which ``1 - F < 1e-16``; the piece is used up to ``b`` only, away from
+its least accurate end) and kept as Chebyshev series. Then :math:`F = \exp(-e^h)`,
+``logcdf`` :math:`= -e^h`, ``sf`` :math:`= -\operatorname{expm1}(-e^h)`, ``logsf`` :math:`=
+\log(-\operatorname{expm1}(-e^h))` (:math:`h - e^h/2` once :math:`e^h < 10^{-8}`), the
+density :math:`f = -F e^h h'` is the exact derivative of the CDF (positive everywhere) and
+``logpdf`` stays finite where ``f`` underflows.  Outside the pieces:
 
-* left, :math:`u = -s > 8` (Tracy--Widom 1994, 1996; the constants, not needed here, are
-  due to Deift--Its--Krasovsky 2008 and Baik--Buckingham--DiFranco 2008; the correction
-  terms follow from :math:`q(x) = \sqrt{-x/2}\,(1 + x^{-3}/8 + O(x^{-6}))`):
-
-  .. math::
-
-      -\log F_2 = \tfrac{u^3}{12} + \tfrac18 \log u - \tfrac{3}{64 u^3} + c_2 + O(u^{-6}),
-
-      -\log F_1 = \tfrac{u^3}{24} + \tfrac{u^{3/2}}{3\sqrt2} + \tfrac1{16}\log u
-                  + \tfrac{u^{-3/2}}{24\sqrt2} - \tfrac{3}{128 u^3} + c_1 + O(u^{-9/2}),
-
-  with :math:`c_\beta` fixed by the grid value at -8
-  (:math:`F_1(-8) \approx 1.8\cdot10^{-12}`, :math:`F_2(-8) \approx 2\cdot10^{-19}`);
-* right, :math:`s > b`: :math:`-\log F` is the trace of the kernel up to its square;
-  with :math:`z = \tfrac23 s^{3/2}` and the asymptotic series of
-  :math:`\operatorname{Ai}, \operatorname{Ai}'`,
+* **right**, :math:`s > b`: :math:`-\log F` is the trace of the kernel to double precision
+  (the next term, :math:`\tfrac12\operatorname{tr}K^2 \le \tfrac12(\operatorname{tr}K)^2`,
+  is below 1e-16 of it there), and the traces have integral forms without cancellation,
+  :math:`\operatorname{tr}A_s = \tfrac12\int_s^\infty\operatorname{Ai}` and
+  :math:`\operatorname{tr}K_s = \int_s^\infty (t-s)\operatorname{Ai}(t)^2\,dt`.  With the
+  scaled Airy function and the exponent :math:`\zeta = \tfrac23 s^{3/2}` factored out they
+  are computed by 16-point Gauss--Laguerre quadrature directly in log space
+  (:func:`_log_trace`): ``sf`` and ``logsf`` keep relative accuracy with no underflow of
+  the log (``logsf(1e3)`` is about ``-2.1e4`` for :math:`F_1`);
+* **left**, :math:`u = -s > -a`: the asymptotic expansion with the known constants
+  (Tracy--Widom 1994, 1996; the constants are due to Deift--Its--Krasovsky 2008 for
+  :math:`F_2` and Baik--Buckingham--DiFranco 2008 for :math:`F_1`),
 
   .. math::
 
-      -\log F_2 \simeq \frac{e^{-2z}}{16\pi s^{3/2}}
-                       \Big(1 - \frac{35}{36 z} + \frac{3745}{2592 z^2}\Big), \qquad
-      -\log F_1 \simeq \frac{e^{-z}}{4\sqrt\pi\, s^{3/4}}
-                       \Big(1 - \frac{41}{72 z} + \frac{9241}{10368 z^2}\Big),
+      -\log F_2(-u) = \tfrac{u^3}{12} + \tfrac18\log u - \log\tau_2
+                      + \sum_{n=2}^{9} e_n u^{3-3n},
+      \qquad \log\tau_2 = \tfrac1{24}\log 2 + \zeta'(-1),
 
-  scaled to match the grid value at ``b`` (relative error of ``sf`` beyond ``b`` below
-  1e-3 for :math:`F_2`, 1e-4 for :math:`F_1`).
+      -\log F_1(-u) = -\tfrac12\log F_2(-u) + \tfrac1{2\sqrt2}\sum_{k=0}^{9} w_k u^{3/2-3k}
+                      - \log\tau_1 + \tfrac12\log\tau_2,
+      \qquad \log\tau_1 = -\tfrac{11}{48}\log 2 + \tfrac12\zeta'(-1),
 
-The quantile function solves :math:`h(x) = \log(-\log q)` by Newton's method bracketed by
-a monotone table, so it is vectorized, monotone and defined for every double
-``q in (0, 1)`` (``ppf(5e-324)`` is about -25 for :math:`F_1`).
+  (:math:`e_2 = -3/64`, :math:`w_0 = 2/3`, :math:`w_1 = 1/12`, ...), whose coefficients
+  follow from the Hastings--McLeod asymptotics :math:`q(x) = \sqrt{-x/2}\sum_k c_k x^{-3k}`
+  of Painlevé II, computed in exact rational arithmetic (:func:`_left_coefficients`).
 
-**Accuracy** (checked in ``tests/test_tw.py``): the interpolated CDF agrees with the direct
-determinant to ~1e-14 and with an independent Painlevé II (Hastings--McLeod) integration
-to ~1e-13 on [-8, 6]; ``sf`` agrees with the determinant's ``1 - F`` to relative ~1e-11 up
-to ``b``; the left tail agrees with the asymptotic series with the known constants to
-relative ~3e-6 (1e-5 at -6); the mean and variance (Gauss--Legendre quadrature of the
-density) match the published values to ~1e-12.
+Where the pieces meet the values jump by about 3e-12 (right, relative to :math:`-\log F`)
+and 2.5e-9 (left, relative to :math:`F`); a clamp keeps ``h`` monotone across the joins.
+
+The quantile functions solve :math:`h(x) = \log(-\log q)` (``ppf``) or
+:math:`\log(-\operatorname{log1p}(-q))` (``isf``) by Newton's method bracketed by a
+monotone table reaching from ``a - 32`` to where ``1 - F < 5e-324``, so they are vectorized,
+monotone and defined for every double ``q in (0, 1)`` (``ppf(5e-324)`` is about -25 and
+``isf(5e-324)`` about 106 for :math:`F_1`); a point that has not converged raises
+``RuntimeError`` instead of returning an unconverged value.
+
+**Accuracy** (checked in ``tests/test_tw.py`` against independent 40-digit mpmath
+computations at points on no grid: the Fredholm determinant by a Nyström rule in mpmath and
+mpmath quadrature of the traces; measured maxima in brackets):
+
+* right of ``b``: ``logsf`` to relative 1e-14 (2e-16), so ``sf`` to about
+  :math:`(|\log \mathrm{sf}| + 1)\cdot 2^{-52}` relative (1e-13 at ``sf = 1e-300``, the
+  conditioning of ``sf`` itself), until ``sf`` leaves the normal range; ``isf(q)`` finite
+  for ``q`` down to 1e-300 and beyond, and the mpmath ``sf`` at it equal to ``q`` to
+  relative :math:`4(|\log q| + 1)\cdot 2^{-52}` (6e-13 at ``q = 1e-300``: one ulp of
+  ``x`` moves ``sf`` by about that much);
+* on ``[-5, b]``: ``cdf`` to relative 2e-12 (4e-13) and ``sf`` to relative 5e-12 (1e-13 at
+  interior points, 3e-12 next to ``b``); the mean and variance (Gauss--Legendre quadrature of
+  the density) match the published values to ~1e-12, and an independent Painlevé II
+  integration to ~1e-13 on [-8, 6];
+* left of -5: ``cdf`` and ``ppf``'s probability to relative 3e-9 (2.2e-9 just right of
+  ``a = -6.6``, the end of the left piece, whose samples come from double-precision
+  determinants that lose about ``eps / F`` there), falling to 3e-12 by -7.9 and 1e-13 by
+  -9.3 (truncation of the series); ``logcdf`` to the same absolute error, and finite down
+  to ``s = -1e100``.
 
 References: F. Bornemann, "On the numerical evaluation of Fredholm determinants",
 Math. Comp. 79 (2010) 871--915; F. Bornemann, "On the numerical evaluation of distributions
@@ -94,28 +115,39 @@ analysis", Ann. Statist. 29 (2001) 295--327.
 from __future__ import annotations
 
 import math
+import numbers
+from fractions import Fraction
 from functools import cache
 
 import numpy as np
 from numpy.polynomial import chebyshev as cheb
-from scipy.special import airy, kv
+from scipy.special import airy, airye, kv
 
-from ._dist import ContinuousDistribution
+from ._dist import ContinuousDistribution, scalar_or_array
+from .validation import ArgumentTypeError, check_int, check_points, describe
 
 __all__ = ["TracyWidom", "tracy_widom_cdf_fredholm", "johnstone_scaling"]
 
 _DEFAULT_M = {1: 48, 2: 40}  # Gauss-Legendre nodes of the Nystrom rule
-_BREAKS = {1: (-8.0, -5.0, 14.0), 2: (-8.0, -5.0, 8.0)}  # left end, split, right end
+_BREAKS = {1: (-6.6, -5.0, 14.0), 2: (-6.6, -5.0, 8.0)}  # left end, split, right end
 _DEGREES = {1: (24, 96), 2: (24, 96)}  # Chebyshev points on the (left, main) piece
 _CHUNK = 256  # determinants per batched eigvalsh call
+_LAGUERRE = 16  # Gauss-Laguerre nodes of the right-tail traces
+_LEFT_TERMS = 9  # terms u**(3 - 3n), n = 2.._LEFT_TERMS, of the left-tail series
+_NEWTON_STEPS = 40  # iterations allowed to the quantile solver
+# zeta'(-1) = 1/12 - log(Glaisher's constant)
+_ZETA_PRIME_M1 = -0.16542114370045092921391966024278
+# -log F(-u) = series(u) + C: Deift-Its-Krasovsky (beta 2), Baik-Buckingham-DiFranco (beta 1)
+_LEFT_CONSTANT = {2: -math.log(2.0) / 24 - _ZETA_PRIME_M1,
+                  1: 11 / 48 * math.log(2.0) - _ZETA_PRIME_M1 / 2}
 
 
 def _check_beta(beta) -> int:
-    ok = isinstance(beta, (int, float, np.integer, np.floating)) and not isinstance(beta, bool)
-    if not ok or beta not in (1, 2):
-        raise ValueError(
-            f"beta must be 1 (real / GOE, Tracy-Widom F1) or 2 (complex / GUE, F2), got {beta!r}"
-        )
+    allowed = "1 (real / GOE, Tracy-Widom F1) or 2 (complex / GUE, F2)"
+    if isinstance(beta, (bool, np.bool_)) or not isinstance(beta, numbers.Real):
+        raise ArgumentTypeError(f"beta must be {allowed}, got {describe(beta)}")
+    if beta not in (1, 2):
+        raise ValueError(f"beta must be {allowed}, got {beta!r}")
     return int(beta)
 
 
@@ -178,14 +210,14 @@ def tracy_widom_cdf_fredholm(s, beta: int, m: int | None = None):
     Parameters
     ----------
     s : array_like
-        Points (any shape; NaN gives NaN).
+        Points (any shape; NaN gives NaN, ``-inf`` 0 and ``inf`` 1).
     beta : {1, 2}
         1 for :math:`F_1` (GOE), 2 for :math:`F_2` (GUE).
-    m : int, optional
+    m : int >= 2, optional
         Gauss--Legendre nodes; default 48 (``beta=1``) / 40 (``beta=2``): ``m`` and ``2m``
-        agree to ~3e-14 for ``s >= -8``.  Further left ``F < 2e-12`` and the *relative*
-        accuracy is limited by rounding (about 1e-3 at -10), whatever ``m``; the absolute
-        error stays ~1e-16.
+        agree to ~3e-14 for ``s >= -8``.  In the left tail the *relative* accuracy is limited
+        by rounding, whatever ``m`` (module docstring: about 1e-8 at -7.1, 3e-5 at -9.3
+        for :math:`F_2`); the absolute error stays ~1e-16.
 
     Returns
     -------
@@ -193,51 +225,125 @@ def tracy_widom_cdf_fredholm(s, beta: int, m: int | None = None):
         :math:`F_\beta(s)`, shaped like ``s``.
     """
     beta = _check_beta(beta)
-    if m is None:
-        m = _DEFAULT_M[beta]
-    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 2:
-        raise ValueError(f"m (number of quadrature nodes) must be an integer >= 2, got {m!r}")
-    x = ContinuousDistribution._as_points(s, "s")
+    m = _DEFAULT_M[beta] if m is None else check_int(m, "m (number of quadrature nodes)", minimum=2)
+    x = check_points(s, "s")
     out = np.where(x > 0, 1.0, 0.0)  # the limits at +-inf
     fin = np.isfinite(x)
-    out[fin] = np.exp(-_neglog_det(x[fin], beta, int(m)))
+    out[fin] = np.exp(-_neglog_det(x[fin], beta, m))
     out[np.isnan(x)] = np.nan
-    return ContinuousDistribution._finish(out, x)
+    return scalar_or_array(out)
+
+
+# --------------------------------------------------------------------------- left tail
+@cache
+def _left_coefficients() -> tuple[np.ndarray, np.ndarray]:
+    r"""Coefficients of the left-tail series, from the Hastings--McLeod asymptotics.
+
+    :math:`q(x) = \sqrt{-x/2}\,\sum_k c_k x^{-3k}` (:math:`c_0 = 1`) solves Painlevé II
+    :math:`q'' = xq + 2q^3` order by order:
+    :math:`c_n = -\tfrac12\big[(9(n-1)^2 - \tfrac14)c_{n-1} + \sum' c_ic_jc_l\big]`, the sum
+    over :math:`i + j + l = n` with every index below ``n``.  With :math:`u = -x`,
+    :math:`s_k = (-1)^k c_k` and :math:`-\log F_2(-u) = E_2(u)`, :math:`E_2'' = q(-u)^2` gives
+    the coefficients ``e[n]`` of :math:`u^{3-3n}` (``n >= 2``) of :math:`E_2`, and
+    :math:`\int_{-u}^\infty q = 2^{-1/2}\sum_k w_k u^{3/2 - 3k}` the ``w[k]``.  Exact
+    rational arithmetic, then rounded to doubles.
+    """
+    n_max = _LEFT_TERMS
+    c = [Fraction(1)]
+    for n in range(1, n_max + 1):
+        rest = sum(c[i] * c[j] * c[n - i - j] for i in range(n) for j in range(n - i + 1)
+                   if j < n and n - i - j < n)
+        c.append(-((9 * (n - 1) ** 2 - Fraction(1, 4)) * c[n - 1] + rest) / 2)
+    s = [ck * (-1) ** k for k, ck in enumerate(c)]
+    e = np.zeros(n_max + 1)
+    for n in range(2, n_max + 1):
+        t_n = sum(s[i] * s[n - i] for i in range(n + 1))
+        e[n] = float(t_n / (2 * (2 - 3 * n) * (3 - 3 * n)))
+    w = np.array([float(sk / Fraction(3 - 6 * k, 2)) for k, sk in enumerate(s)])
+    return e, w
+
+
+def _left_tail(u: np.ndarray, beta: int) -> tuple[np.ndarray, np.ndarray]:
+    r"""``-log F_beta(-u)`` and its ``u``-derivative from the asymptotic series, ``u > 0``.
+
+    .. math::
+
+        -\log F_2(-u) = \tfrac{u^3}{12} + \tfrac18\log u + C_2 + \sum_{n\ge2} e_n u^{3-3n},
+        \qquad
+        -\log F_1(-u) = \tfrac12\big(-\log F_2(-u)\big)
+                      + \tfrac{1}{2\sqrt2}\sum_{k\ge0} w_k u^{3/2-3k} + C_1 - \tfrac{C_2}2,
+
+    with the constants :math:`C_2 = -\tfrac1{24}\log2 - \zeta'(-1)`,
+    :math:`C_1 = \tfrac{11}{48}\log2 - \tfrac12\zeta'(-1)` (:func:`_left_coefficients`).
+    """
+    e, w = _left_coefficients()
+    n = np.arange(2, len(e))
+    pw = u[:, None] ** (3.0 - 3.0 * n)
+    val = u**3 / 12 + np.log(u) / 8 + _LEFT_CONSTANT[2] + pw @ e[2:]
+    der = u**2 / 4 + 1 / (8 * u) + (pw / u[:, None]) @ (e[2:] * (3.0 - 3.0 * n))
+    if beta == 2:
+        return val, der
+    k = np.arange(len(w))
+    pk = u[:, None] ** (1.5 - 3.0 * k)
+    r2 = 2.0 * math.sqrt(2.0)
+    return (0.5 * val + (pk @ w) / r2 + _LEFT_CONSTANT[1] - 0.5 * _LEFT_CONSTANT[2],
+            0.5 * der + ((pk / u[:, None]) @ (w * (1.5 - 3.0 * k))) / r2)
+
+
+# --------------------------------------------------------------------------- right tail
+@cache
+def _gauss_laguerre(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.polynomial.laguerre.laggauss(n)
+
+
+def _scaled_ai(x: np.ndarray) -> np.ndarray:
+    r""":math:`e^{\zeta(x)}\operatorname{Ai}(x)`, :math:`\zeta = \tfrac23 x^{3/2}`, ``x > 0``:
+    :func:`scipy.special.airye`, and beyond ``1e5`` (airye gives NaN past ~1e7) the asymptotic
+    series :math:`(1 - \tfrac{5}{72\zeta} + \tfrac{385}{10368\zeta^2}) / (2\sqrt\pi x^{1/4})`
+    (next term below 1e-22 there)."""
+    out = np.empty_like(x)
+    small = x <= 1e5
+    out[small] = airye(x[small])[0]
+    xb = x[~small]
+    with np.errstate(over="ignore"):
+        v = 1.0 / (2.0 / 3.0 * xb**1.5)
+    out[~small] = (1.0 - 5.0 / 72.0 * v + 385.0 / 10368.0 * v * v) / (2.0 * math.sqrt(math.pi)
+                                                                        * xb**0.25)
+    return out
+
+
+def _log_trace(s: np.ndarray, beta: int) -> tuple[np.ndarray, np.ndarray]:
+    r"""``log`` of the trace of the kernel on :math:`L^2(s, \infty)` and its ``s``-derivative,
+    ``s > 0``, by Gauss--Laguerre quadrature without underflow.
+
+    :math:`\operatorname{tr}A_s = \tfrac12\int_s^\infty \operatorname{Ai}` (:math:`F_1`) and
+    :math:`\operatorname{tr}K_s = \int_s^\infty (t - s)\operatorname{Ai}(t)^2\,dt`
+    (:math:`F_2`, from :math:`K(x, x) = \int_x^\infty \operatorname{Ai}^2`).  With
+    :math:`c = \beta`, :math:`z = c\,\zeta(s)` and the new variable
+    :math:`v = c\,(\zeta(t) - \zeta(s))`, i.e. :math:`t = s\,(1 + v/z)^{2/3}` (no
+    cancellation), both become :math:`e^{-z}\int_0^\infty e^{-v} g(v)\,dv` with ``g`` smooth
+    and slowly varying, built from :math:`e^{\zeta}\operatorname{Ai}`:
+    :math:`g = \operatorname{eAi}(t)/(2\sqrt t)` (:math:`F_1`),
+    :math:`g = (t - s)\operatorname{eAi}(t)^2/(2\sqrt t)` (:math:`F_2`).  The derivative is
+    :math:`-\tfrac12\operatorname{Ai}(s)/\operatorname{tr}A_s` resp.
+    :math:`-\int_s^\infty\operatorname{Ai}^2/\operatorname{tr}K_s` (the latter by the same
+    rule, avoiding the cancellation in :math:`\operatorname{Ai}'^2 - s\operatorname{Ai}^2`).
+    """
+    v, w = _gauss_laguerre(_LAGUERRE)
+    s = s[:, None]
+    with np.errstate(over="ignore"):
+        z = beta * (2.0 / 3.0) * s**1.5
+    r = (2.0 / 3.0) * np.log1p(v / z)  # log(t / s)
+    t = s * np.exp(r)
+    g = w * _scaled_ai(t) ** beta / (2.0 * np.sqrt(t))
+    if beta == 1:
+        total = g.sum(axis=-1)
+        return -z[:, 0] + np.log(total), -_scaled_ai(s[:, 0]) / (2.0 * total)
+    total = (g * (s * np.expm1(r))).sum(axis=-1)
+    return -z[:, 0] + np.log(total), -g.sum(axis=-1) / total
 
 
 # --------------------------------------------------------------------------- interpolant
-def _left_tail(u: np.ndarray, beta: int) -> tuple[np.ndarray, np.ndarray]:
-    """Left-tail expansion ``P(u)`` of ``-log F(-u) - c`` and ``P'(u)``, ``u > 0``.
-
-    Remainders: ``O(u**-6)`` for ``beta = 2``, ``O(u**-4.5)`` for ``beta = 1``.
-    """
-    v = 1.0 / u
-    if beta == 2:
-        return u**3 / 12 + np.log(u) / 8 - 3 / 64 * v**3, u**2 / 4 + v / 8 + 9 / 64 * v**4
-    r, k = np.sqrt(u), 1 / (24 * math.sqrt(2))
-    return (u**3 / 24 + 8 * k * u * r + np.log(u) / 16 + k * v / r - 3 / 128 * v**3,
-            u**2 / 8 + 12 * k * r + v / 16 - 1.5 * k * v * v / r + 9 / 128 * v**4)
-
-
-def _right_tail(x: np.ndarray, beta: int) -> tuple[np.ndarray, np.ndarray]:
-    """Right-tail expansion ``R(x)`` of ``log(-log F(x)) - c`` and ``R'(x)``, ``x > 0``.
-
-    ``-log F`` is the trace of the kernel up to its square; with ``z = 2 x**1.5 / 3``,
-    ``tr K = e^{-2z} / (16 pi x^{3/2}) S_2(z)`` and
-    ``tr A = e^{-z} / (4 sqrt(pi) x^{3/4}) S_1(z)``, ``S(z) = 1 + s1/z + s2/z^2 + O(z^-3)``
-    (from the asymptotic series of Ai and Ai').
-    """
-    if beta == 2:
-        c, p, s1, s2 = 2, 1.5, -35 / 36, 3745 / 2592
-    else:
-        c, p, s1, s2 = 1, 0.75, -41 / 72, 9241 / 10368
-    r = np.sqrt(x)
-    v = 1.5 / (x * r)  # 1 / z
-    ser = 1 + s1 * v + s2 * v * v
-    return (-c / v - p * np.log(x) + np.log(ser),
-            r * (-c - (s1 + 2 * s2 * v) * v * v / ser) - p / x)
-
-
 class _LogLogCDF:
     """``h(x) = log(-log F_beta(x))`` on the whole line (decreasing), with ``h'(x)``."""
 
@@ -245,24 +351,28 @@ class _LogLogCDF:
         self.beta = beta
         a, c, b = self.breaks = _BREAKS[beta]
         self.pieces = []
-        for (lo, hi), n in zip(((a, c), (c, b)), _DEGREES[beta]):
+        # the main piece reaches 1 beyond b, so that b is not at its (least accurate) end
+        for (lo, hi), n in zip(((a, c), (c, b + 1.0)), _DEGREES[beta]):
             series = cheb.Chebyshev.interpolate(
                 lambda s: np.log(_neglog_det(s, beta, _DEFAULT_M[beta])), n - 1, domain=[lo, hi]
             )
             self.pieces.append((series, series.deriv()))
-        # tails continued from the grid ends: -log F = c_left + P(-x), log(-log F) = c_right + R(x)
-        self.c_left = math.exp(self.pieces[0][0](a)) - _left_tail(np.array([-a]), beta)[0][0]
-        self.c_right = self.pieces[1][0](b) - _right_tail(np.array([b]), beta)[0][0]
-        # monotone table bracketing every root of h(x) = log(-log q), q a double in (0, 1)
-        self.table_x = np.linspace(a - 30.0, b + 6.0, 4097)
+        # the tails meet the grid with jumps at rounding level: clamp so that h stays monotone
+        self.h_a = float(self.pieces[0][0](a))
+        self.h_b = float(self.pieces[1][0](b))
+        # monotone table bracketing every root of h(x) = log(-log q) or log(-log1p(-q)),
+        # q a double in (0, 1): targets in [log(5e-324), log(-log(5e-324))] = [-744.5, 6.62]
+        x_right = (1.5 * 760.0 / beta) ** (2.0 / 3.0)
+        self.table_x = np.concatenate([np.linspace(a - 32.0, b, 2049),
+                                       np.linspace(b, x_right, 513)[1:]])
         self.table_h = self(self.table_x, deriv=False)[0]
-        if not np.all(np.diff(self.table_h) < 0):
+        if not (np.all(np.diff(self.table_h) < 0) and self.table_h[0] > 6.7
+                and self.table_h[-1] < -745.0):
             raise RuntimeError("Tracy-Widom interpolant is not monotone; this is a bug")
 
     def __call__(self, x: np.ndarray, deriv: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         """``h(x)`` and (if ``deriv``) ``h'(x)`` for a float array ``x``."""
         a, c, b = self.breaks
-        x = np.clip(x, -1e100, 1e100)  # no overflow; F, f are 0/1 and 0 long before
         h, dh = np.empty_like(x), np.empty_like(x)
         for mask, (f, df) in zip(((x >= a) & (x < c), (x >= c) & (x <= b)), self.pieces):
             if mask.any():
@@ -271,33 +381,40 @@ class _LogLogCDF:
                     dh[mask] = df(x[mask])
         lo = x < a
         if lo.any():
-            p, dp = _left_tail(-x[lo], self.beta)
-            e = self.c_left + p
-            h[lo], dh[lo] = np.log(e), -dp / e
+            with np.errstate(over="ignore"):
+                e, de = _left_tail(-x[lo], self.beta)
+            h[lo], dh[lo] = np.maximum(np.log(e), self.h_a), -de / e
         hi = x > b
         if hi.any():
-            r, dr = _right_tail(x[hi], self.beta)
-            h[hi], dh[hi] = self.c_right + r, dr
+            lt, dlt = _log_trace(x[hi], self.beta)
+            h[hi], dh[hi] = np.minimum(lt, self.h_b), dlt
         return h, (dh if deriv else None)
 
     def solve(self, target: np.ndarray) -> np.ndarray:
-        """The ``x`` with ``h(x) = target``: bracketed Newton from the table."""
+        """The ``x`` with ``h(x) = target``: Newton's method bracketed by the table.
+
+        Raises ``RuntimeError`` if some point has not converged after ``_NEWTON_STEPS``
+        iterations (never observed: the bracket halves at least every other step).
+        """
         tx, th = self.table_x, self.table_h
         k = np.clip(np.searchsorted(-th, -target), 1, len(tx) - 1)
         lo, hi = tx[k - 1], tx[k]
         x = lo + (hi - lo) * (th[k - 1] - target) / (th[k - 1] - th[k])
-        for _ in range(30):
+        for _ in range(_NEWTON_STEPS):
             h, dh = self(x)
             lo, hi = np.where(h > target, x, lo), np.where(h > target, hi, x)
             new = x - (h - target) / dh
-            bad = (new < lo) | (new > hi)
+            bad = ~((new >= lo) & (new <= hi))  # also NaN steps
             new[bad] = 0.5 * (lo[bad] + hi[bad])
-            # quadratic convergence: after a step below 1e-9 the error is at rounding level
+            # quadratic convergence: after a Newton step below 1e-9 the error is at rounding level
             done = not bad.any() and np.all(np.abs(new - x) <= 1e-9 * (1 + np.abs(x)))
             x = new
             if done:
-                break
-        return x
+                return x
+        raise RuntimeError(
+            f"Tracy-Widom quantile: Newton's method did not converge in {_NEWTON_STEPS} steps "
+            f"(largest last step {np.max(np.abs(new - x)):.3g}); this is a bug, please report it"
+        )
 
 
 @cache
@@ -310,7 +427,7 @@ def _moments(beta: int) -> tuple[float, float]:
     """Mean and variance by composite Gauss--Legendre quadrature of the density."""
     a, c, b = _BREAKS[beta]
     t, w = _gauss_legendre(80)
-    edges = np.array([a - 6.0, a, c, 0.5 * (c + b), b, b + 6.0])
+    edges = np.array([a - 7.0, a, c, 0.5 * (c + b), b, b + 6.0])
     half = np.diff(edges)[:, None] / 2
     x = (edges[:-1, None] + half * (t + 1)).ravel()
     wx = (half * w).ravel() * TracyWidom(beta).pdf(x)
@@ -322,11 +439,12 @@ def _moments(beta: int) -> tuple[float, float]:
 class TracyWidom(ContinuousDistribution):
     r"""Standard Tracy--Widom law :math:`F_\beta`, ``beta`` in {1, 2}.
 
-    ``cdf``, ``pdf``, ``logpdf``, ``sf`` (relative accuracy in the right tail), ``ppf``,
-    ``rvs`` (inverse transform), ``mean``, ``var`` and the rest of
+    ``cdf``, ``logcdf``, ``pdf``, ``logpdf``, ``sf`` and ``logsf`` (relative accuracy in
+    the right tail, finite logs where the values underflow), ``ppf``, ``isf`` (accurate for
+    tiny tail probabilities), ``rvs`` (inverse transform), ``mean``, ``var`` and the rest of
     :class:`~rmtlib._dist.ContinuousDistribution`.  See the module docstring for the
-    formulas, the method and the accuracy.  Johnstone's centring and scaling of a largest
-    eigenvalue is left to the caller (:func:`johnstone_scaling`).
+    formulas, the method and the measured accuracy.  Johnstone's centring and scaling of a
+    largest eigenvalue is left to the caller (:func:`johnstone_scaling`).
 
     Parameters
     ----------
@@ -338,6 +456,8 @@ class TracyWidom(ContinuousDistribution):
     >>> tw1 = TracyWidom(1)
     >>> round(float(tw1.ppf(0.95)), 4)
     0.9793
+    >>> round(float(tw1.isf(1e-300)), 2)
+    101.86
     """
 
     def __init__(self, beta: int):
@@ -353,8 +473,26 @@ class TracyWidom(ContinuousDistribution):
     def _h(self) -> _LogLogCDF:
         return _loglog_cdf(self.beta)
 
+    def _loglog(self, x):
+        return self._h(x, deriv=False)[0]
+
     def _cdf(self, x):
-        return np.exp(-np.exp(self._h(x, deriv=False)[0]))
+        return np.exp(-np.exp(self._loglog(x)))
+
+    def _logcdf(self, x):
+        with np.errstate(over="ignore"):
+            return -np.exp(self._loglog(x))
+
+    def _sf(self, x):
+        """``1 - F = -expm1(-exp(h))``: relative accuracy in the right tail."""
+        return -np.expm1(-np.exp(self._loglog(x)))
+
+    def _logsf(self, x):
+        """``log(1 - F) = log(-expm1(-y))``, ``y = exp(h)``; ``= h - y/2 + ...`` for tiny y."""
+        h = self._loglog(x)
+        y = np.exp(h)
+        with np.errstate(divide="ignore"):
+            return np.where(y < 1e-8, h - 0.5 * y, np.log(-np.expm1(-y)))
 
     def _pdf(self, x):
         h, dh = self._h(x)
@@ -363,14 +501,14 @@ class TracyWidom(ContinuousDistribution):
 
     def _logpdf(self, x):
         h, dh = self._h(x)
-        return -np.exp(h) + h + np.log(-dh)
+        with np.errstate(over="ignore"):
+            return -np.exp(h) + h + np.log(-dh)
 
     def _ppf(self, q):
         return self._h.solve(np.log(-np.log(q)))
 
-    def _sf(self, x):
-        """Survival function ``1 - F(x) = -expm1(log F(x))``, accurate in the right tail."""
-        return -np.expm1(-np.exp(self._h(x, deriv=False)[0]))
+    def _isf(self, q):
+        return self._h.solve(np.log(-np.log1p(-q)))
 
     def mean(self) -> float:
         return _moments(self.beta)[0]
@@ -396,14 +534,18 @@ def johnstone_scaling(n: int, p: int) -> tuple[float, float]:
     Entries of variance :math:`\sigma^2` multiply both by :math:`\sigma^2`; eigenvalues in
     rmtlib's ``lambda = s**2 / N`` units divide both by ``N``.
 
+    Parameters
+    ----------
+    n : int >= 2
+        Rows (samples) of ``X``.
+    p : int >= 1
+        Columns (variables) of ``X``.
+
     Returns
     -------
     (mu, sigma) : tuple of float
     """
-    for name, val, low in (("n", n, 2), ("p", p, 1)):
-        if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < low:
-            raise ValueError(
-                f"{name} must be an integer >= {low} (X is an n x p matrix), got {val!r}"
-            )
+    n = check_int(n, "n (rows of the n x p matrix X)", minimum=2)
+    p = check_int(p, "p (columns of the n x p matrix X)", minimum=1)
     rn, rp = math.sqrt(n - 1), math.sqrt(p)
     return (rn + rp) ** 2, (rn + rp) * (1 / rn + 1 / rp) ** (1 / 3)

@@ -30,16 +30,21 @@ import numpy as np
 
 __all__ = [
     "ArgumentTypeError",
+    "TINY",
+    "check_array",
     "check_bool",
     "check_choice",
     "check_float",
     "check_frame",
     "check_int",
     "check_module",
+    "check_points",
     "check_probability",
     "check_names",
     "check_seed",
+    "check_shape",
     "check_str",
+    "check_tail_probability",
     "describe",
 ]
 
@@ -179,3 +184,79 @@ def check_frame(frame, columns: Iterable[str] = (), name: str = "frame"):
     if missing:
         raise ValueError(f"{name} lacks the column(s) {missing}; it has {list(frame.columns)}")
     return frame
+
+
+# -- arrays, shapes and probabilities of the math modules -----------------------------------
+#: Smallest positive normal double: below it a probability has fewer than 53 significant bits.
+TINY = float(np.finfo(np.float64).tiny)
+
+
+def check_points(value, name: str = "x") -> np.ndarray:
+    """``value`` as a float64 NumPy array of evaluation points (any shape, empty allowed).
+
+    Elementwise functions (``cdf``, ``pdf``, ...) take these: NaN gives NaN and infinities their
+    limits, as in :mod:`scipy.stats`.  Integer and floating arrays (and Python / NumPy scalars)
+    are accepted; strings, bytes, booleans, complex numbers, ``None`` and other objects raise
+    :class:`ArgumentTypeError`.
+    """
+    if isinstance(value, (str, bytes)) or value is None:
+        raise ArgumentTypeError(f"{name} must be a real number or an array of real numbers, "
+                                f"got {describe(value)}")
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:  # ragged nested sequences
+        raise ArgumentTypeError(f"{name} must be a real number or an array of real numbers, "
+                                f"got {describe(value)}") from exc
+    if arr.dtype.kind not in "iuf":
+        kind = {"b": "booleans", "c": "complex numbers", "U": "strings", "S": "bytes",
+                "O": "Python objects"}.get(arr.dtype.kind, f"dtype {arr.dtype}")
+        raise ArgumentTypeError(f"{name} must be a real number or an array of real numbers, "
+                                f"got {kind} ({describe(value)})")
+    return arr.astype(np.float64, copy=False)
+
+
+def check_array(value, name: str, *, ndim: int | None = None, min_size: int = 1,
+                finite: bool = True, nonnegative: bool = False) -> np.ndarray:
+    """``value`` as a float64 array of data: real (see :func:`check_points`), with ``ndim``
+    dimensions if given, at least ``min_size`` entries, finite unless ``finite=False`` and
+    ``>= 0`` if ``nonnegative``."""
+    arr = check_points(value, name)
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D array, got {arr.ndim}-D with shape {arr.shape}")
+    if arr.size < min_size:
+        raise ValueError(f"{name} must hold at least {min_size} value(s), got {arr.size}")
+    if finite and not np.all(np.isfinite(arr)):
+        nbad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(f"{name} must be finite, got {nbad} NaN or infinite value(s)")
+    if nonnegative and np.any(arr < 0):
+        raise ValueError(f"{name} must be non-negative, got a minimum of {float(np.min(arr))!r}")
+    return arr
+
+
+def check_shape(value, name: str = "shape", *, minimum: int = 1) -> tuple[int, int]:
+    """A matrix shape: a pair ``(m, n)`` of integers (not bools, floats or strings), each
+    ``>= minimum``."""
+    allowed = f"a pair (m, n) of integers >= {minimum}"
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ArgumentTypeError(f"{name} must be {allowed}, got {describe(value)}")
+    dims = tuple(value)
+    if len(dims) != 2:
+        raise ValueError(f"{name} must be {allowed}, got {len(dims)} entries: {value!r}")
+    if any(isinstance(d, (bool, np.bool_)) or not isinstance(d, numbers.Integral) for d in dims):
+        raise ArgumentTypeError(f"{name} must be {allowed}, got {describe(value)}")
+    m, n = (int(d) for d in dims)
+    if m < minimum or n < minimum:
+        raise ValueError(f"{name} must be {allowed}, got {(m, n)}")
+    return m, n
+
+
+def check_tail_probability(value, name: str, *, open_low: bool = True,
+                           open_high: bool = True) -> float:
+    """A probability in ``(0, 1)`` (ends included if asked) that is either 0 or at least
+    :data:`TINY`, the smallest normal double: a subnormal tail probability carries fewer than
+    53 significant bits, so nothing computed from it can have full relative accuracy."""
+    p = check_probability(value, name, open_low=open_low, open_high=open_high)
+    if 0.0 < p < TINY:
+        raise ValueError(f"{name} must be 0 or at least {TINY:.5g}, the smallest normal double "
+                         f"(a smaller probability has lost its relative precision), got {p!r}")
+    return p

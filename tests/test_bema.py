@@ -152,3 +152,27 @@ def test_low_rank_matrix_has_no_bulk():
 def test_tiny_matrix_window_error():
     with pytest.raises(ValueError, match="window"):
         fit_bema(np.random.default_rng(0).standard_normal((3, 5)), alpha=0.45)
+
+
+def test_tiny_beta_gives_a_finite_edge_and_the_right_spike_count():
+    """beta = 1e-300: t = TracyWidom(1).isf(1e-300) ~ 101.9 (1 - beta rounds to 1, so a
+    quantile at 1 - beta would be inf and count no spike at all).  With N = 1000 the bracket is
+    ~ 4 + 101.9e-2 * 2.52 ~ 6.6: a spike of strength 8 (eigenvalue ~ 66) stays above it, one of
+    strength 2 (eigenvalue ~ 6.25) falls below; beta = 0.1 counts both."""
+    W = spiked_matrix((1000, 1000), [2.0, 8.0], random_state=7)
+    tiny, usual = fit_bema(W, beta=1e-300), fit_bema(W)
+    t = TracyWidom(1).isf(1e-300)
+    assert math.isfinite(t) and 101 < t < 103 and tiny.tw_quantile == t
+    assert tiny.lambda_plus == pytest.approx(tiny.sigma2 * tw_edge_factor(1.0, 1000, 1e-300),
+                                             rel=1e-14, abs=0)
+    assert 6.3 < tiny.lambda_plus / tiny.sigma2 < 6.9
+    assert tiny.n_spikes == 1 and usual.n_spikes == 2
+    # the edge moves continuously as beta shrinks through the range where 1 - beta is exact
+    edges = [fit_bema(W, beta=b).lambda_plus for b in (1e-3, 1e-10, 1e-16, 1e-17, 1e-100, 1e-300)]
+    assert np.all(np.diff(edges) > 0) and np.all(np.isfinite(edges))
+
+
+def test_subnormal_beta_is_rejected():
+    W = spiked_matrix((100, 80), [3.0], random_state=1)
+    with pytest.raises(ValueError, match="smallest normal double"):
+        fit_bema(W, beta=1e-310)

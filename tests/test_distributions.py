@@ -6,6 +6,7 @@ from scipy import integrate, stats
 
 from rmtlib.mp import MarchenkoPastur
 from rmtlib.tw import TracyWidom
+from rmtlib.validation import ArgumentTypeError
 
 DISTS = {
     "MP(0.1)": lambda: MarchenkoPastur(0.1),
@@ -101,7 +102,81 @@ def test_broadcasting_and_scalars(dist):
     assert np.isnan(dist.cdf(np.nan)) and np.isnan(dist.pdf(np.nan))
 
 
-@pytest.mark.parametrize("q", [-0.1, 1.5, np.nan])
-def test_ppf_rejects_bad_probabilities(dist, q):
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        dist.ppf(q)
+@pytest.mark.parametrize("q", [-0.1, 1.5, -np.inf, np.inf, -1e-300])
+def test_ppf_and_isf_reject_probabilities_outside_0_1(dist, q):
+    for f in (dist.ppf, dist.isf):
+        with pytest.raises(ValueError, match=r"q must hold probabilities in \[0, 1\]"):
+            f(q)
+        with pytest.raises(ValueError, match=r"q must"):
+            f(np.array([0.5, q]))
+
+
+def test_nan_in_nan_out_as_scipy(dist):
+    for f in (dist.pdf, dist.logpdf, dist.cdf, dist.logcdf, dist.sf, dist.logsf, dist.ppf,
+              dist.isf):
+        assert np.isnan(f(np.nan))
+        out = f(np.array([np.nan, 0.5]))
+        assert np.isnan(out[0]) and not np.isnan(out[1])
+
+
+def test_isf_ends_and_complement(dist):
+    a, b = dist.support()
+    assert dist.isf(0.0) == b and dist.isf(1.0) == a
+    q = np.linspace(0.01, 0.99, 37)
+    np.testing.assert_allclose(dist.isf(q), dist.ppf(1 - q), rtol=1e-12, atol=1e-14)
+    x = dist.isf(np.logspace(-6, np.log10(0.5), 30))
+    np.testing.assert_allclose(dist.sf(x), np.logspace(-6, np.log10(0.5), 30), rtol=1e-9, atol=0)
+    assert np.all(np.diff(dist.isf(np.logspace(-300, -1, 200))) <= 0)
+
+
+def test_logcdf_and_logsf_are_the_logs(dist):
+    x = dist.ppf(np.concatenate([np.logspace(-12, -1, 12), np.linspace(0.1, 0.9, 9)]))
+    x = np.concatenate([x, dist.isf(np.logspace(-12, -1, 12))])
+    np.testing.assert_allclose(dist.logcdf(x), np.log(dist.cdf(x)), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(dist.logsf(x), np.log(dist.sf(x)), rtol=1e-13, atol=1e-15)
+    a, b = dist.support()
+    assert dist.logcdf(a) == -np.inf and dist.logcdf(b) == 0.0
+    assert dist.logsf(a) == 0.0 and dist.logsf(b) == -np.inf
+
+
+BAD_POINTS = ["0.5", b"0.5", True, np.array([True, False]), 1 + 1j, np.array([1j]), None,
+              ["a", "b"], [[1.0], [1.0, 2.0]], {"x": 1}]
+
+
+@pytest.mark.parametrize("bad", BAD_POINTS, ids=repr)
+def test_bad_point_types_are_rejected_naming_the_argument(dist, bad):
+    for f in (dist.pdf, dist.logpdf, dist.cdf, dist.logcdf, dist.sf, dist.logsf):
+        with pytest.raises(ArgumentTypeError, match="x must be a real number"):
+            f(bad)
+    for f in (dist.ppf, dist.isf):
+        with pytest.raises(ArgumentTypeError, match="q must be a real number"):
+            f(bad)
+
+
+def test_empty_and_integer_input(dist):
+    for f in (dist.pdf, dist.cdf, dist.sf, dist.ppf, dist.isf, dist.logsf):
+        assert f(np.array([])).shape == (0,) and f([]).shape == (0,)
+    assert dist.cdf(np.array([1, 2])).dtype == np.float64
+    assert dist.ppf(0) == dist.support()[0] and dist.ppf(1) == dist.support()[1]
+
+
+@pytest.mark.parametrize("size", [-1, 1.5, "3", True, (2, -1), (2, 1.0)])
+def test_rvs_rejects_bad_sizes(dist, size):
+    with pytest.raises(ValueError, match="size must be"):
+        dist.rvs(size, random_state=0)
+
+
+@pytest.mark.parametrize("state", ["1", 1.5, True, -1, [1, 2], object()])
+def test_rvs_rejects_bad_random_states(dist, state):
+    with pytest.raises(ValueError, match="random_state must be"):
+        dist.rvs(3, random_state=state)
+
+
+def test_interval(dist):
+    lo, hi = dist.interval(0.9)
+    tail = (1 - 0.9) / 2
+    assert lo == dist.ppf(tail) and hi == dist.isf(tail)
+    assert dist.cdf(hi) - dist.cdf(lo) == pytest.approx(0.9, rel=1e-12)
+    for bad in (1.5, -0.1, np.nan, "0.9", True, None):
+        with pytest.raises(ValueError, match="confidence"):
+            dist.interval(bad)
