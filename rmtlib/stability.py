@@ -81,8 +81,13 @@ __all__ = [
     "stability_measures",
 ]
 
-#: Default half-widths, as fractions of each direction's projected range (``delta_scale="range"``).
-DEFAULT_DELTAS = 2.0 ** -np.arange(1, 13)
+#: Default half-widths, as fractions of each direction's projected range (``delta_scale="range"``):
+#: half-octave steps from ``2**-1`` to ``2**-12`` (23 values).
+DEFAULT_DELTAS = 2.0 ** (-np.arange(2, 25) / 2)
+
+#: With the default offsets, the number of atoms (values repeated at least ``min_count`` times in
+#: a projection: points on a common hyperplane) next to which slabs are placed.
+N_ATOMS = 2
 
 # bytes of one block of projections (directions x points); a block is projected, sorted and
 # counted at once
@@ -272,17 +277,39 @@ def _bounds(p: np.ndarray, b: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np
     return lo, np.maximum(hi, lo)
 
 
-def _offsets_for(P: np.ndarray, offsets, n_offsets: int, start: int) -> np.ndarray:
+def _atom_offsets(p: np.ndarray, deltas: np.ndarray, m: int) -> np.ndarray:
+    """Centres ``v -+ 1.5 delta`` next to the :data:`N_ATOMS` most repeated values ``v`` of the
+    sorted projection ``p`` that occur at least ``m`` times, for every half-width: slabs that
+    miss the atom while their double holds it.  NaN where there is no such atom or the centre
+    falls outside ``[p[0], p[-1]]``."""
+    out = np.full(2 * N_ATOMS * deltas.size, np.nan)
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(p)) + 1])
+    runs = np.diff(np.concatenate([starts, [p.size]]))
+    big = np.flatnonzero(runs >= m)
+    if big.size and big.size < starts.size:  # an atom, and not all points on it
+        top = big[np.argsort(runs[big], kind="stable")[::-1][:N_ATOMS]]
+        cand = (p[starts[top]][:, None, None].astype(np.float64)
+                + np.array([-1.5, 1.5])[None, :, None] * deltas[None, None, :]).ravel()
+        cand[(cand < p[0]) | (cand > p[-1])] = np.nan
+        out[:cand.size] = cand
+    return out
+
+
+def _offsets_for(P: np.ndarray, offsets, n_offsets: int, start: int, deltas: np.ndarray,
+                 m: int) -> np.ndarray:
     """Offsets (B, K) of a block of sorted projections ``P``: the given ones, or the default
-    grid -- ``n_offsets`` equally spaced points from the minimum to the maximum together with
-    the ``n_offsets`` order statistics at equally spaced ranks (both include the extremes)."""
+    grid -- ``n_offsets`` equally spaced points from the minimum to the maximum, the
+    ``n_offsets`` order statistics at equally spaced ranks (both include the extremes) and the
+    centres next to atoms (:func:`_atom_offsets`, half-widths ``deltas`` (B, D)); sorted, NaN
+    (unused) last."""
     B, n = P.shape
     if offsets is not None:
         return offsets[start:start + B]
     u = np.linspace(0.0, 1.0, n_offsets)
     lin = P[:, :1] + (P[:, -1:] - P[:, :1]) * u
     ranks = np.round(u * (n - 1)).astype(np.intp)
-    return np.sort(np.concatenate([lin, P[:, ranks]], axis=1), axis=1).astype(np.float64)
+    atoms = np.stack([_atom_offsets(p, d, m) for p, d in zip(P, deltas)])
+    return np.sort(np.concatenate([lin, P[:, ranks], atoms], axis=1).astype(np.float64), axis=1)
 
 
 def _deltas_for(P: np.ndarray, deltas: np.ndarray, scale: str) -> np.ndarray:
@@ -384,8 +411,9 @@ class DoublingEstimate:
 
     @property
     def n_slabs(self) -> int:
-        """Number of slabs examined."""
-        return int(self.counts_delta.size)
+        """Number of slabs examined (offsets that are NaN -- unused places of the default grid
+        -- do not count)."""
+        return int(np.isfinite(self.offsets).sum() * self.deltas.shape[1])
 
     @property
     def n_admissible(self) -> int:
@@ -408,14 +436,22 @@ class DoublingEstimate:
     def table(self, admissible_only: bool = True):
         """The examined slabs as a pandas DataFrame: ``direction`` (row index into
         ``directions``), ``offset`` (b), ``delta``, ``count_delta``, ``count_2delta`` and
-        ``ratio`` (NaN for slabs below ``min_count``), sorted by decreasing ratio."""
+        ``ratio`` (NaN for slabs below ``min_count``), sorted by decreasing ratio; also
+        ``position``, the offset's place between the smallest (0) and largest (1) offset of its
+        direction (with the default offsets: within the projected range of the data), and
+        ``relative_delta``, the half-width over that range."""
         import pandas as pd
 
         admissible_only = check_bool(admissible_only, "admissible_only")
         k, K, D = self.counts_delta.shape
         j, a, c = (g.ravel() for g in np.meshgrid(np.arange(k), np.arange(K), np.arange(D),
                                                   indexing="ij"))
+        low, span = self.profile_scale()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            position = np.where(span[j] > 0, (self.offsets[j, a] - low[j]) / span[j], np.nan)
+            relative = np.where(span[j] > 0, self.deltas[j, c] / span[j], np.nan)
         frame = pd.DataFrame({"direction": j, "offset": self.offsets[j, a],
+                              "position": position, "relative_delta": relative,
                               "delta": self.deltas[j, c],
                               "count_delta": self.counts_delta.ravel(),
                               "count_2delta": self.counts_2delta.ravel(),
@@ -423,6 +459,14 @@ class DoublingEstimate:
         if admissible_only:
             frame = frame[self.admissible.ravel()]
         return frame.sort_values("ratio", ascending=False, kind="stable").reset_index(drop=True)
+
+    def profile_scale(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per direction, the smallest offset and the spread of the offsets (k,): with the
+        default offsets, the smallest projection and the projected range."""
+        with np.errstate(invalid="ignore"):
+            low = np.nanmin(np.where(np.isfinite(self.offsets), self.offsets, np.inf), axis=1)
+            high = np.nanmax(np.where(np.isfinite(self.offsets), self.offsets, -np.inf), axis=1)
+        return low, high - low
 
     def summary(self) -> dict:
         """Plain numbers for ``metrics.json``: the constant, the attaining slab, the counts and
@@ -489,9 +533,14 @@ def doubling_constant(X, *, directions=None, n_directions: int = 1000, offsets=N
         slab-dependent BJS condition) or ``K`` each.  Default: for each direction, ``n_offsets``
         equally spaced points from the smallest to the largest projection together with the
         ``n_offsets`` order statistics at equally spaced ranks, so that slabs centred at the
-        extremes of the data and in its dense parts are examined.
+        extremes of the data and in its dense parts are examined, and, next to each of the
+        :data:`N_ATOMS` most repeated projected values held by at least ``min_count`` points
+        (points on a common hyperplane: a flat portion seen along its normal), the centres
+        ``v -+ 1.5 delta`` for every half-width, whose slabs miss the atom while their doubles
+        hold it.  Unused places are NaN (``offsets`` of the result).
     deltas : array (D,), optional
-        Half-widths; default :data:`DEFAULT_DELTAS` (``2**-1 ... 2**-12``).
+        Half-widths; default :data:`DEFAULT_DELTAS` (``2**-1 ... 2**-12`` in half-octave
+        steps).
     delta_scale : {"range", "absolute"}
         ``"range"``: ``deltas`` are fractions of each direction's projected range
         (max - min), so the estimate does not depend on the scale of ``X``; ``"absolute"``:
@@ -520,14 +569,15 @@ def doubling_constant(X, *, directions=None, n_directions: int = 1000, offsets=N
         random_state)
     progress = check_bool(progress, "progress")
     k, n = len(D), len(X)
-    K = off.shape[1] if off is not None else 2 * n_offsets
+    K = off.shape[1] if off is not None else 2 * n_offsets + 2 * N_ATOMS * dl.size
     offs = np.empty((k, K))
     dels = np.empty((k, dl.size))
     c1 = np.empty((k, K, dl.size), dtype=np.int32 if n < 2**31 else np.int64)
     c2 = np.empty_like(c1)
     for s, P, _ in _sorted_projections(X, D, _block_size(n, block_size), False, "doubling",
                                        progress):
-        ob, db = _offsets_for(P, off, n_offsets, s), _deltas_for(P, dl, delta_scale)
+        db = _deltas_for(P, dl, delta_scale)
+        ob = _offsets_for(P, off, n_offsets, s, db, m)
         offs[s:s + len(P)], dels[s:s + len(P)] = ob, db
         for j, p in enumerate(P):
             lo, hi = _bounds(p, ob[j], db[j])
@@ -743,21 +793,23 @@ def doubling_uncertainty(X, *, n_bootstrap: int = 50, level: float = 0.9, random
     level = check_float(level, "level", low=0.0, high=1.0, low_open=True, high_open=True)
     progress = check_bool(progress, "progress")
     k, n = len(D), len(X)
-    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=n_bootstrap).astype(np.float64)
-    half = np.zeros(n, dtype=bool)
-    half[rng.permutation(n)[: n // 2]] = True
-    weights = np.vstack([weights, half, ~half])  # rows: resamples, then the two halves
+    # multiplicities (int32: exact, and half the memory traffic of float64 in the gathers)
+    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=n_bootstrap).astype(np.int32)
+    half = np.zeros(n, dtype=np.int32)
+    half[rng.permutation(n)[: n // 2]] = 1
+    weights = np.vstack([weights, half, 1 - half])  # rows: resamples, then the two halves
     m_half = math.ceil(m / 2)
-    K = off.shape[1] if off is not None else 2 * n_offsets
+    K = off.shape[1] if off is not None else 2 * n_offsets + 2 * N_ATOMS * dl.size
     offs, dels = np.empty((k, K)), np.empty((k, dl.size))
     c1 = np.empty((k, K, dl.size), dtype=np.int64)
     c2 = np.empty_like(c1)
     boot = np.full(n_bootstrap, -np.inf)
     best_half = [(-np.inf, np.nan), (-np.inf, np.nan)]  # (ratio in the half, ratio in the other)
-    cw = np.zeros((len(weights), n + 1))
+    cw = np.zeros((len(weights), n + 1), dtype=np.int32 if n < 2**31 else np.int64)
     for s, P, order in _sorted_projections(X, D, _block_size(n, block_size), True,
                                            "doubling_uncertainty", progress):
-        ob, db = _offsets_for(P, off, n_offsets, s), _deltas_for(P, dl, delta_scale)
+        db = _deltas_for(P, dl, delta_scale)
+        ob = _offsets_for(P, off, n_offsets, s, db, m)
         offs[s:s + len(P)], dels[s:s + len(P)] = ob, db
         for j, p in enumerate(P):
             lo1, hi1 = _bounds(p, ob[j], db[j])
@@ -767,7 +819,8 @@ def doubling_uncertainty(X, *, n_bootstrap: int = 50, level: float = 0.9, random
             w1 = cw[:, hi1] - cw[:, lo1]  # (r, K, D) weighted inner counts
             w2 = cw[:, hi2] - cw[:, lo2]
             with np.errstate(divide="ignore", invalid="ignore"):
-                rb = np.where(w1[:n_bootstrap] >= m, w2[:n_bootstrap] / w1[:n_bootstrap], -np.inf)
+                rb = np.where(w1[:n_bootstrap] >= m, w2[:n_bootstrap] / w1[:n_bootstrap],
+                              -np.inf)
             boot = np.maximum(boot, rb.reshape(n_bootstrap, -1).max(axis=1))
             for h in (0, 1):
                 inner, outer = w1[n_bootstrap + h], w2[n_bootstrap + h]

@@ -167,6 +167,16 @@ class FlatBall:
             flat[:, 1:] = _uniform_ball(n_flat, self.dim - 1, self.flat_radius, rng)
         return np.vstack([bulk, flat])
 
+    def critical_offsets(self, deltas, direction=None) -> np.ndarray:
+        """Centres ``c -+ 1.5 delta`` next to the atom ``c`` of the marginal along ``direction``
+        (default the normal), for each half-width: the slabs that miss the atom while their
+        doubles hold it.  Empty when the flat disk does not project to an atom."""
+        w = self.normal if direction is None else np.asarray(direction, dtype=np.float64)
+        if self.dim > 1 and self.flat_radius * float(np.linalg.norm(w[1:])) >= 1e-12:
+            return np.empty(0)
+        d = np.asarray(deltas, dtype=np.float64)
+        return self.level * w[0] + np.concatenate([-1.5 * d, 1.5 * d])
+
     def interval_mass(self, lo, hi, direction=None):
         """Mass of the open interval ``(lo, hi)`` of the marginal along the unit ``direction``
         (default: the normal ``e_1``, along which the flat disk is an atom at ``level``)."""

@@ -71,3 +71,54 @@ def test_correctness_recorder_agrees_with_the_history():
 def test_stability_table_needs_its_columns():
     with pytest.raises(ValueError, match="lacks"):
         stability_table(pd.DataFrame({"dataset": ["a"]}))
+
+
+def test_paper3_plots():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rmtlib import plotting
+    from rmtlib.stability import doubling_constant
+
+    est = doubling_constant(np.random.default_rng(0).random((500, 2)), n_directions=5,
+                            random_state=0)
+    ax = plotting.doubling_profile(est, n_deltas=3)
+    assert len(ax.get_lines()) == 3 and ax.get_yscale() == "log" and "centre" in ax.get_xlabel()
+    frame = pd.DataFrame({"data": ["a", "b"], "c": [2.0, 30.0], "lo": [1.8, 20.0],
+                          "hi": [2.5, 40.0], "opt": ["gd", "sgd"], "y": [0.1, 5.0],
+                          "ye": [0.05, 1.0]})
+    ax = plotting.estimate_dots(frame, label="data", value="c", low="lo", high="hi", hue="opt",
+                                reference={"2": 2.0})
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
+    ax = plotting.errorbar_scatter(frame, "c", "y", hue="opt", xerr=None, yerr="ye",
+                                   annotate="data")
+    assert ax.get_xscale() == "log" and len(ax.texts) == 2
+    curve = pd.DataFrame({"epoch": [0, 1, 2], "loss": [1.0, 0.5, 0.4], "accuracy": [50, 90, 80]})
+    top, bottom = plotting.loss_accuracy(curve, marks={"epoch 2": 2})
+    assert "loss" in top.get_ylabel() and "accuracy (%)" in bottom.get_ylabel()
+    X = np.random.default_rng(1).random((6, 2))
+    before = np.array([1, 1, 0, 0, 1, 1], bool)
+    after = np.array([1, 0, 1, 0, 1, 0], bool)
+    ax = plotting.flipped_points(X, before, after, np.array([0, 2, 0, 0, 1, 2]))
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(t.startswith("became wrong (2") for t in labels)
+    with pytest.raises(ValueError, match="DoublingEstimate"):
+        plotting.doubling_profile(frame)
+    plt.close("all")
+
+
+def test_resolution_constants_of_the_model_laws():
+    from rmtlib.papers.paper3 import resolution_constant
+    from rmtlib.synthetic import FlatBall, Gaussian, UniformBall
+
+    assert resolution_constant(UniformBall(1), 0.01) == pytest.approx(2.0, rel=1e-9, abs=0)
+    disk = [resolution_constant(UniformBall(2), q) for q in (0.1, 0.01, 0.001)]
+    assert disk == sorted(disk) and disk[-1] <= 2 ** 1.5
+    # unbounded support: a slab far out holding mass q whose double holds almost all: 1/q
+    assert resolution_constant(Gaussian(2), 0.01) == pytest.approx(100.0, rel=0.02, abs=0)
+    # a flat portion of mass p: about 2 + p/q, also at resolutions finer than the centre grid
+    for q in (0.01, 1e-4):
+        v = resolution_constant(FlatBall(2, 0.1, 0.3), q)
+        assert v == pytest.approx(2 + 0.1 / q, rel=0.1, abs=0)

@@ -86,7 +86,7 @@ def test_estimate_is_the_largest_admissible_ratio_of_its_table():
     table = est.table()
     assert est.constant == table.ratio.max()
     assert (table.count_delta >= 40).all() and len(table) == est.n_admissible
-    assert est.n_slabs == 20 * 2 * 64 * DEFAULT_DELTAS.size
+    assert est.n_slabs == 20 * 2 * 64 * DEFAULT_DELTAS.size  # no repeated values: no atom centres
     # the attaining slab, recounted from scratch
     c = slab_counts(X, est.direction[None, :], [est.offset], [est.delta, 2 * est.delta])
     assert (c[0, 0, 0], c[0, 0, 1]) == (est.count_delta, est.count_2delta)
@@ -94,7 +94,8 @@ def test_estimate_is_the_largest_admissible_ratio_of_its_table():
     assert np.nanmax(est.per_direction()) == est.constant
     # offsets include the extremes of every projection
     P = X @ est.directions.T
-    assert np.allclose(est.offsets.min(1), P.min(0)) and np.allclose(est.offsets.max(1), P.max(0))
+    assert np.allclose(np.nanmin(est.offsets, 1), P.min(0))
+    assert np.allclose(np.nanmax(est.offsets, 1), P.max(0))
 
 
 def test_default_min_count():
@@ -114,11 +115,12 @@ def test_scale_invariance_of_the_range_deltas():
 def test_uniform_segment_has_constant_two():
     """U[0, 1]: mu(S_2delta) <= 2 mu(S_delta) for every centre in [0, 1], with equality at the
     ends (delta <= 1/2), so C = 2 at every resolution.  With 2000 points in the smallest slab a
-    ratio has sd sqrt(R (R - 1) / 2000) = 0.03; the maximum over the ~1500 admissible, strongly
-    correlated slabs stays within 3 % of 2 here (and above 2 - 3 sd)."""
+    ratio has sd sqrt(R (R - 1) / 2000) = 0.03; the maximum over the few thousand admissible,
+    strongly correlated slabs exceeds 2 by about 3-4 sd (0.1-0.13): tolerance 7 %, and the
+    estimate cannot fall below 2 - 3 sd (the slabs at the ends have ratio 2)."""
     x = np.random.default_rng(4).random(200_000)
     est = doubling_constant(x, min_count=2000)
-    assert est.constant == pytest.approx(2.0, rel=0.03, abs=0)
+    assert est.constant == pytest.approx(2.0, rel=0.07, abs=0)
     assert est.constant >= 2.0 - 3 * math.sqrt(2 / 2000)
 
 
@@ -189,6 +191,20 @@ def test_flat_portion_at_resolution_q_has_ratio_about_two_plus_p_over_q():
     small, large = doubling_constant(X[::50], **kw), doubling_constant(X, **kw)
     assert small.constant == pytest.approx(2 + 0.1 * 2000 / 20, rel=0.3, abs=0)
     assert large.constant > 10 * small.constant
+
+
+def test_default_offsets_place_slabs_next_to_a_flat_portion():
+    """Along the normal of a flat portion the projection has an atom; the default offsets add
+    centres v -+ 1.5 delta next to it, so the default grid sees 2 + p / mass(S_delta) with the
+    smallest admissible grid half-width (here mass ~ 0.012 for q = 0.01: about 10.3), close to
+    the population supremum over all half-widths at that resolution (12.0)."""
+    law = FlatBall(2, flat_fraction=0.1, level=0.3)
+    X = law.sample(100_000, random_state=18)
+    est = doubling_constant(X, directions=[law.normal])
+    pop = population_doubling_constant(law.interval_mass, np.linspace(-1, 1, 2001),
+                                       np.geomspace(1e-4, 1, 200), min_mass=est.resolution)
+    assert 0.8 * pop["constant"] <= est.constant <= 1.05 * pop["constant"]
+    assert est.delta <= abs(est.offset - 0.3) < 2 * est.delta  # next to the atom
 
 
 def test_random_directions_miss_a_flat_portion_that_its_normal_finds():
@@ -423,3 +439,14 @@ def test_labelled_sets():
     assert np.all(X[g == 2, 1] == -0.02) and np.all(y[g == 2] == 0)
     X, y, g = plane_classes(1000, width=0.04, random_state=0)
     assert np.all((X[g == 1, 1] >= 0) & (X[g == 1, 1] <= 0.04))
+
+
+def test_benchmark_follows_the_shared_format():
+    from rmtlib.benchmarks.stability import bench_doubling_mnist
+
+    res = bench_doubling_mnist(quick=True)
+    assert {"title", "what", "target", "metrics", "headline", "table"} <= set(res)
+    assert res["headline"] in res["metrics"]
+    assert all({"value", "doc"} <= set(m) for m in res["metrics"].values())
+    assert res["metrics"]["n_points"]["value"] == 10_000 and res["metrics"]["seconds"]["value"] > 0
+    assert [row["step"] for row in res["table"]] == ["estimate", "project + sort", "project"]

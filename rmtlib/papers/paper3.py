@@ -1,6 +1,8 @@
 """Paper 3 (Shmalo 2024, arXiv:2210.08415): training experiments on the stability of accuracy.
 
-The data sets of the experiments (:func:`training_data`), the networks and optimisers
+The doubling constants of model laws at a resolution (:func:`resolution_constant`) and the
+validation of the estimator against them (:func:`validation_row`); the data sets of the
+training experiments (:func:`training_data`), the networks and optimisers
 (:func:`recipes`), the studies over seeds with paired arms (:func:`train_stability_study`), the
 stability measures of every run (:func:`stability_table`, built on
 :func:`rmtlib.stability.stability_measures`) and the slab-dependent doubling constants of the
@@ -25,7 +27,8 @@ import torch
 
 from ..models import MLP
 from ..parallel import map_tasks
-from ..stability import neuron_doubling_constant, stability_measures
+from ..stability import (axis_directions, doubling_uncertainty, neuron_doubling_constant,
+                         population_doubling_constant, sphere_directions, stability_measures)
 from ..studies import Recipe, run_seeds
 from ..synthetic import disk_classes, plane_classes
 from ..train import Callback, predict
@@ -39,9 +42,11 @@ __all__ = [
     "TrainingData",
     "first_layer_doubling",
     "recipes",
+    "resolution_constant",
     "stability_table",
     "train_stability_study",
     "training_data",
+    "validation_row",
 ]
 
 #: The activations compared (names of :func:`rmtlib.models.make_activation`).
@@ -50,6 +55,57 @@ ACTIVATIONS = ("abs", "relu", "leaky_relu")
 OPTIMIZERS = ("gd", "sgd")
 #: The data sets of :func:`training_data`.
 DATASETS = ("disk", "planes_strips", "planes_flat", "mnist", "fashion_mnist")
+
+
+def resolution_constant(law, q: float, *, direction=None, n_offsets: int = 1001,
+                        n_deltas: int = 150) -> float:
+    """The doubling constant of a law of :mod:`rmtlib.synthetic` at resolution ``q``: the
+    largest ratio over slabs with inner mass at least ``q`` centred in the support (a fine grid:
+    ``n_offsets`` centres, ``n_deltas`` half-widths from ``1e-5`` to ``1`` times the width of the
+    support; for a Gaussian the support is cut at 9 standard deviations, beyond which the mass
+    is below ``1e-18``; with the law's ``critical_offsets`` added when it has them, e.g. the
+    centres next to the atom of :class:`~rmtlib.synthetic.FlatBall`), along ``direction``
+    (default: any direction for the rotation-invariant laws, the normal of the flat disk for
+    :class:`~rmtlib.synthetic.FlatBall`).  This is the
+    limit, as ``n`` grows with ``min_count = q n``, of the estimate on ``n`` sample points."""
+    q = check_float(q, "q", low=0.0, high=1.0, low_open=True)
+    lo, hi = law.support
+    if not np.isfinite(lo):
+        lo, hi = -9.0 * law.sigma, 9.0 * law.sigma
+    b = np.linspace(lo, hi, check_int(n_offsets, "n_offsets", minimum=2))
+    deltas = np.geomspace(1e-5 * (hi - lo), hi - lo, check_int(n_deltas, "n_deltas", minimum=1))
+    if hasattr(law, "critical_offsets"):
+        extra = law.critical_offsets(deltas, direction)
+        b = np.concatenate([b, extra[(extra >= lo) & (extra <= hi)]])
+
+    def mass(a, c):
+        return law.interval_mass(a, c, direction)
+
+    return population_doubling_constant(mass, b, deltas, min_mass=q)["constant"]
+
+
+def validation_row(task, *, n_directions: int = 200, min_count_fraction: float = 0.01,
+                   n_bootstrap: int = 30) -> dict:
+    """One validation of :func:`rmtlib.stability.doubling_uncertainty` against a law of known
+    constant (for :func:`rmtlib.parallel.map_tasks`): ``task = (label, law, n, seed)`` samples
+    ``n`` points with ``seed``, estimates with ``n_directions`` random directions plus the
+    coordinate axes (the normal of :class:`~rmtlib.synthetic.FlatBall` among them) and
+    ``min_count = max(30, ceil(min_count_fraction * n))``, and returns the estimate, its
+    bootstrap standard error, bias and corrected value, the held-out value, the population
+    constant at the same resolution (:func:`resolution_constant`) and the closed form."""
+    label, law, n, seed = task
+    X = law.sample(n, random_state=seed)
+    m = min(n, max(30, int(np.ceil(min_count_fraction * n))))
+    D = np.vstack([sphere_directions(n_directions, law.dim, random_state=seed + 1),
+                   axis_directions(law.dim)])
+    u = doubling_uncertainty(X, directions=D, min_count=m, n_bootstrap=n_bootstrap,
+                             random_state=seed + 1)
+    s = u.summary()
+    return {"law": label, "dim": law.dim, "n": n, "min_count": m,
+            **{k: s[k] for k in ("constant", "se", "bias", "corrected", "held_out",
+                                 "interval_low", "interval_high", "seconds")},
+            "resolution": m / n, "population": resolution_constant(law, m / n),
+            "closed_form": float(law.doubling_constant)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,7 +127,10 @@ class TrainingData:
         return int(self.x.shape[1])
 
 
-def training_data(name: str, n: int, *, seed: int = 0, gap: float = 0.02,
+_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def training_data(name: str, n: int, *, seed: int = 0, gap: float = 0.02, dtype: str = "float64",
                   root=None) -> TrainingData:
     """One of :data:`DATASETS` with ``n`` training points.
 
@@ -83,14 +142,18 @@ def training_data(name: str, n: int, *, seed: int = 0, gap: float = 0.02,
       (bounded density, a finite constant);
     * ``mnist``, ``fashion_mnist``: ``n`` training images (a deterministic subset,
       :meth:`rmtlib.data.Dataset.subset` with ``seed``), pixels in ``[0, 1]`` flattened to 784.
+
+    ``dtype`` (``"float64"`` or ``"float32"``) is the precision of ``x`` (train the models of
+    :func:`recipes` in the same one).
     """
     name = check_choice(name, "name", DATASETS)
     n = check_int(n, "n", minimum=10)
+    dt = _DTYPES[check_choice(dtype, "dtype", tuple(_DTYPES))]
     if name in ("mnist", "fashion_mnist"):
         from ..data import load_dataset
 
         ds = load_dataset(name, root).subset(n, 1, seed=seed)
-        return TrainingData(name, ds.train_x.flatten(1).double(), ds.train_y.clone(),
+        return TrainingData(name, ds.train_x.flatten(1).to(dt), ds.train_y.clone(),
                             np.zeros(n, dtype=np.int64))
     if name == "disk":
         X, y = disk_classes(n, random_state=seed)
@@ -98,37 +161,41 @@ def training_data(name: str, n: int, *, seed: int = 0, gap: float = 0.02,
     else:
         X, y, group = plane_classes(n, width=0.0 if name == "planes_flat" else 2 * gap, gap=gap,
                                     random_state=seed)
-    return TrainingData(name, torch.from_numpy(X), torch.from_numpy(y), group)
+    return TrainingData(name, torch.from_numpy(X).to(dt), torch.from_numpy(y), group)
 
 
 def recipes(dim: int, classes: int, *, hidden: int = 32,
-            activations: Sequence[str] = ACTIVATIONS) -> list[Recipe]:
+            activations: Sequence[str] = ACTIVATIONS, dtype: str = "float64") -> list[Recipe]:
     """One :class:`~rmtlib.studies.Recipe` per activation: ``MLP([dim, hidden, classes],
-    activation)`` in float64, initialised with the seed (so the arms of a seed share the
-    initialisation up to the activation).  The optimiser is set by
+    activation)`` in ``dtype`` (``"float64"`` or ``"float32"``), initialised with the seed (so
+    the arms of a seed share the initialisation up to the activation).  The optimiser is set by
     :func:`train_stability_study`."""
     dim, classes = check_int(dim, "dim", minimum=1), check_int(classes, "classes", minimum=2)
     hidden = check_int(hidden, "hidden", minimum=1)
+    dt = _DTYPES[check_choice(dtype, "dtype", tuple(_DTYPES))]
     out = []
     for act in activations:
         check_choice(act, "activations", ACTIVATIONS)
 
         def build(seed: int, act=act) -> torch.nn.Module:
-            return MLP([dim, hidden, classes], activation=act, seed=seed).double()
+            return MLP([dim, hidden, classes], activation=act, seed=seed).to(dt)
 
         out.append(Recipe(act, build, tags={"activation": act}))
     return out
 
 
-def _study_task(task, *, data: dict, hidden: int, activations, seeds, settings: dict):
+def _study_task(task, *, data: dict, hidden: int, activations, seeds, settings: dict,
+                threads: int | None):
     """One (data set, optimiser) study: every activation and seed (for :func:`map_tasks`)."""
     name, optimizer = task
     d = data[name]
     s = settings[optimizer]
     batch = len(d.x) if optimizer == "gd" else s["batch_size"]
-    study = run_seeds(recipes(d.dim, d.classes, hidden=hidden, activations=activations), seeds,
+    dtype = "float32" if d.x.dtype == torch.float32 else "float64"
+    study = run_seeds(recipes(d.dim, d.classes, hidden=hidden, activations=activations,
+                              dtype=dtype), seeds,
                       (d.x, d.y), (d.x, d.y), epochs=s["epochs"], lr=s["lr"], momentum=0.0,
-                      batch_size=batch)
+                      batch_size=batch, threads=threads)
     frame = study.frame.rename(columns={"test_loss": "loss", "test_acc": "accuracy"})
     frame = frame.drop(columns=["prune_summary", "pruned", "shapes", "train_loss", "train_acc"])
     frame = frame.assign(dataset=name, optimizer=optimizer)
@@ -137,7 +204,7 @@ def _study_task(task, *, data: dict, hidden: int, activations, seeds, settings: 
 
 def train_stability_study(data: dict, seeds: Sequence[int], *, gd: dict, sgd: dict,
                           hidden: int = 32, activations: Sequence[str] = ACTIVATIONS,
-                          optimizers: Sequence[str] = OPTIMIZERS):
+                          optimizers: Sequence[str] = OPTIMIZERS, threads: int | None = 1):
     """Train every activation on every data set with every optimiser, for every seed.
 
     Parameters
@@ -151,6 +218,9 @@ def train_stability_study(data: dict, seeds: Sequence[int], *, gd: dict, sgd: di
         descent runs ``epochs`` steps; both use no momentum.
     hidden : int
         Width of the hidden layer.
+    threads : int or None
+        Torch threads during each study (:func:`rmtlib.studies.run_seeds`; 1 makes the numbers
+        independent of the machine).
 
     Returns ``(frame, models)``: the long frame (one row per data set, optimiser, activation,
     seed and epoch; ``loss`` and ``accuracy`` on the training set, nats/sample and %) and the
@@ -171,7 +241,7 @@ def train_stability_study(data: dict, seeds: Sequence[int], *, gd: dict, sgd: di
     results = map_tasks(_study_task, tasks, label="paper-3 studies",
                         shared={"data": dict(data), "hidden": hidden,
                                 "activations": tuple(activations), "seeds": tuple(seeds),
-                                "settings": settings})
+                                "settings": settings, "threads": threads})
     frame = pd.concat([f for f, _ in results], ignore_index=True)
     lead = ["dataset", "optimizer", "activation", "seed", "epoch", "loss", "accuracy"]
     models = {k: m for _, ms in results for k, m in ms.items()}
