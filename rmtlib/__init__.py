@@ -16,6 +16,9 @@ One concept per module:
   (statistics over seeds), :mod:`rmtlib.sweeps` (rank sweeps), :mod:`rmtlib.diagnostics`
   (lost classes, dead units), :mod:`rmtlib.published` (published numbers next to ours),
   :mod:`rmtlib.papers` (one module per paper);
+* paper 3's data condition: :mod:`rmtlib.stability` (slabs, doubling constants of a data set,
+  stability measures of training curves; NumPy only at import), :mod:`rmtlib.synthetic` (laws
+  with closed-form doubling constants, labelled sets with and without flat portions);
 * :mod:`rmtlib.plotting` -- every figure (the only module importing matplotlib);
 * :mod:`rmtlib.results` and :mod:`rmtlib.reproduce` -- recorded runs and the notebook runner.
 

@@ -67,6 +67,11 @@ def _ball_mass(lo, hi, d: int, r: float):
     return np.maximum(betainc(a, a, x2) - betainc(a, a, x1), 0.0)
 
 
+def _check_law(dim, scale, name: str) -> None:
+    check_int(dim, "dim", minimum=1)
+    check_float(scale, name, low=0.0, low_open=True)
+
+
 @dataclass(frozen=True)
 class UniformBall:
     """The uniform law on the ball of radius ``radius`` in ``R^dim`` (module docstring)."""
@@ -75,8 +80,7 @@ class UniformBall:
     radius: float = 1.0
 
     def __post_init__(self):
-        check_int(self.dim, "dim", minimum=1)
-        check_float(self.radius, "radius", low=0.0, low_open=True)
+        _check_law(self.dim, self.radius, "radius")
 
     @property
     def doubling_constant(self) -> float:
@@ -107,8 +111,7 @@ class Gaussian:
     sigma: float = 1.0
 
     def __post_init__(self):
-        check_int(self.dim, "dim", minimum=1)
-        check_float(self.sigma, "sigma", low=0.0, low_open=True)
+        _check_law(self.dim, self.sigma, "sigma")
 
     doubling_constant = math.inf
     support = (-math.inf, math.inf)
