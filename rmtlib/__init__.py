@@ -18,6 +18,9 @@ One concept per module:
   :mod:`rmtlib.heavytails` (power-law tails, nulls that keep a layer's entries),
   :mod:`rmtlib.parallel` (independent tasks, in-process or on a Dask cluster),
   :mod:`rmtlib.papers` (one module per paper);
+* paper 3's data condition: :mod:`rmtlib.stability` (slabs, doubling constants of a data set,
+  stability measures of training curves; NumPy only at import), :mod:`rmtlib.synthetic` (laws
+  with closed-form doubling constants, labelled sets with and without flat portions);
 * :mod:`rmtlib.plotting` -- every figure (the only module importing matplotlib);
 * :mod:`rmtlib.results` and :mod:`rmtlib.reproduce` -- recorded runs and the notebook runner.
 

@@ -20,8 +20,13 @@ __all__ = [
     "LABELS",
     "accuracy_vs_rank",
     "density_curves",
+    "doubling_profile",
+    "errorbar_scatter",
+    "estimate_dots",
     "esd_grid",
     "esd_histogram",
+    "flipped_points",
+    "loss_accuracy",
     "paired_comparison",
     "rank_bars",
     "rank_error_grid",
@@ -54,6 +59,9 @@ LABELS = {
     "n_params": "parameters",
     "lr": "learning rate",
     "seconds": "wall time per epoch (s)",
+    "loss": "training loss (cross-entropy, nats/sample)",
+    "accuracy": "training accuracy (%)",
+    "doubling": r"doubling constant $\max N_{2\delta}/N_\delta$",
 }
 
 
@@ -653,3 +661,138 @@ def esd_grid(fits, titles=None, *, width: float = 5.2, height: float = 3.4, bins
         if ax.get_legend() is not None:  # readable over the bars
             ax.legend(loc="upper right", fontsize="x-small", frameon=True, framealpha=0.85)
     return fig
+
+
+# -- paper 3: doubling constants and the stability of accuracy ------------------------------
+def doubling_profile(estimate, ax=None, *, bins: int = 20, n_deltas: int = 4,
+                     title: str | None = None, legend_loc: str | None = "upper center"):
+    """Where the largest doubling ratios live: for each of the ``n_deltas`` half-widths whose
+    slabs reach the largest ratios, the largest ratio among the slabs centred in each of
+    ``bins`` bins of the centre's position (0 = the smallest projection of the data, 1 = the
+    largest), on a log scale.  ``estimate`` is a :class:`rmtlib.stability.DoublingEstimate`
+    (default offsets, so that positions are within the projected range)."""
+    if not hasattr(estimate, "ratios") or not hasattr(estimate, "profile_scale"):
+        raise ValueError(f"doubling_profile needs a DoublingEstimate, got {type(estimate).__name__}")
+    ratios = estimate.ratios  # (k, K, D)
+    if not np.isfinite(ratios).any():
+        raise ValueError("no admissible slab to draw")
+    low, span = estimate.profile_scale()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        position = (estimate.offsets - low[:, None]) / span[:, None]  # (k, K)
+        relative = np.nanmedian(estimate.deltas / span[:, None], axis=0)  # (D,)
+    best_per_delta = np.nanmax(np.where(np.isfinite(ratios), ratios, -np.inf), axis=(0, 1))
+    top = np.argsort(best_per_delta)[::-1][:n_deltas]
+    edges = np.linspace(0, 1, bins + 1)
+    centres = (edges[:-1] + edges[1:]) / 2
+    which = np.clip(np.digitize(position, edges) - 1, 0, bins - 1)
+    ax = _axes(ax)
+    for i, c in enumerate(sorted(top)):
+        r = ratios[:, :, c]
+        ok = np.isfinite(r) & np.isfinite(position)
+        best = np.full(bins, np.nan)
+        np.fmax.at(best, which[ok], r[ok])
+        ax.plot(centres, best, "o-", ms=3, lw=1.3, color=f"C{i}",
+                label=f"$\\delta$ = {relative[c]:.3g} x range")
+    ax.set_yscale("log")
+    return _finish(ax, "centre b of the slab (0 = smallest projection, 1 = largest)",
+                   "largest ratio $N_{2\\delta}/N_\\delta$ in the bin", title, legend_loc)
+
+
+def estimate_dots(frame: pd.DataFrame, *, label: str, value: str, low: str | None = None,
+                  high: str | None = None, hue: str | None = None, ax=None, log: bool = True,
+                  xlabel: str = LABELS["doubling"], title: str | None = None,
+                  reference: Mapping | None = None, legend_loc: str | None = "best"):
+    """One dot per row at ``value`` with an interval ``[low, high]`` (columns of ``frame``),
+    rows labelled by ``label`` on the vertical axis and coloured by ``hue``; ``reference``
+    draws labelled vertical lines (e.g. a closed-form constant)."""
+    need = [c for c in (label, value, low, high, hue) if c is not None and c not in frame]
+    if need:
+        raise ValueError(f"columns {need} not found; available: {sorted(frame.columns)}")
+    ax = _axes(ax)
+    labels = list(dict.fromkeys(frame[label]))
+    groups = list(dict.fromkeys(frame[hue])) if hue else [None]
+    for i, g in enumerate(groups):
+        part = frame if g is None else frame[frame[hue] == g]
+        y = np.array([labels.index(v) for v in part[label]], dtype=float)
+        y += (i - (len(groups) - 1) / 2) * 0.18
+        x = part[value].to_numpy(dtype=float)
+        err = None
+        if low is not None and high is not None:
+            err = np.vstack([np.maximum(x - part[low].to_numpy(dtype=float), 0),
+                             np.maximum(part[high].to_numpy(dtype=float) - x, 0)])
+        ax.errorbar(x, y, xerr=err, fmt="o", ms=5, capsize=3, color=f"C{i}",
+                    label=None if g is None else str(g))
+    ax.set_yticks(range(len(labels)), [str(v) for v in labels])
+    ax.invert_yaxis()
+    if log:
+        ax.set_xscale("log")
+    _ref_lines(ax, vlines=reference)
+    return _finish(ax, xlabel, "", title, legend_loc)
+
+
+def errorbar_scatter(frame: pd.DataFrame, x: str, y: str, *, hue: str, xerr: str | None = None,
+                     yerr: str | None = None, annotate: str | None = None, ax=None,
+                     logx: bool = True, xlabel: str | None = None, ylabel: str | None = None,
+                     title: str | None = None, legend_loc: str | None = "best"):
+    """``y`` against ``x`` with error bars (columns ``xerr``, ``yerr``), one colour per ``hue``
+    value, each point labelled with its ``annotate`` value (e.g. a data set)."""
+    need = [c for c in (x, y, hue, xerr, yerr, annotate) if c is not None and c not in frame]
+    if need:
+        raise ValueError(f"columns {need} not found; available: {sorted(frame.columns)}")
+    ax = _axes(ax)
+    for i, (g, part) in enumerate(frame.groupby(hue, sort=False)):
+        ax.errorbar(part[x], part[y], xerr=None if xerr is None else part[xerr],
+                    yerr=None if yerr is None else part[yerr], fmt="o", ms=6, capsize=3,
+                    color=f"C{i}", label=str(g))
+        if annotate is not None:
+            for _, row in part.iterrows():
+                ax.annotate(str(row[annotate]), (row[x], row[y]), xytext=(5, 4),
+                            textcoords="offset points", fontsize="x-small", color="0.3")
+    if logx:
+        ax.set_xscale("log")
+    return _finish(ax, xlabel or LABELS.get(x, x), ylabel or LABELS.get(y, y), title, legend_loc)
+
+
+def loss_accuracy(curve: pd.DataFrame, axes=None, *, x: str = "epoch", marks: Mapping | None = None,
+                  title: str | None = None, xlabel: str | None = None):
+    """Training loss (top) and accuracy (bottom) of one run against ``x``, with labelled
+    vertical ``marks`` (mapping label -> x, e.g. an unstable epoch).  Returns the two axes."""
+    need = [c for c in (x, "loss", "accuracy") if c not in curve]
+    if need:
+        raise ValueError(f"columns {need} not found; available: {sorted(curve.columns)}")
+    if axes is None:
+        _, axes = plt.subplots(2, 1, sharex=True, figsize=(6.4, 5.0), layout="constrained")
+    top, bottom = axes
+    c = curve.sort_values(x)
+    top.plot(c[x], c["loss"], "-", color=COLORS["accent"], lw=1.6)
+    bottom.plot(c[x], c["accuracy"], "-", color=COLORS["edge"], lw=1.6)
+    for ax in axes:
+        _ref_lines(ax, vlines=marks)
+    _finish(top, "", "training loss\n(nats/sample)", title, "upper right" if marks else None)
+    _finish(bottom, xlabel or LABELS.get(x, x), "training\naccuracy (%)", None, None)
+    return axes
+
+
+def flipped_points(X, before, after, group=None, ax=None, *, title: str | None = None,
+                   xlabel: str = "$x_1$", ylabel: str = "$x_2$", legend_loc: str | None = "best"):
+    """Two-dimensional points coloured by how one training step changed their classification:
+    ``before`` / ``after`` are boolean arrays (correctly classified); points that became
+    misclassified are red, those that became correct blue, the others grey; ``group`` (ints,
+    e.g. 0 bulk, 1 and 2 the flat portions) sets the marker."""
+    X = np.asarray(X, dtype=np.float64)
+    before, after = np.asarray(before, dtype=bool), np.asarray(after, dtype=bool)
+    if X.ndim != 2 or X.shape[1] != 2 or before.shape != (len(X),) or after.shape != (len(X),):
+        raise ValueError("flipped_points needs X (n, 2) and boolean before/after of length n")
+    group = np.zeros(len(X), dtype=int) if group is None else np.asarray(group)
+    ax = _axes(ax)
+    kinds = [("unchanged", before == after, "0.75"), ("became wrong", before & ~after, "#D55E00"),
+             ("became right", ~before & after, "#0072B2")]
+    markers = ["o", "s", "^", "D"]
+    for name, mask, color in kinds:
+        for g in np.unique(group):
+            sel = mask & (group == g)
+            if sel.any():
+                ax.scatter(X[sel, 0], X[sel, 1], s=10 if name == "unchanged" else 22,
+                           marker=markers[int(g) % 4], color=color, lw=0,
+                           label=f"{name} ({int(sel.sum())}{', group ' + str(g) if len(np.unique(group)) > 1 else ''})")
+    return _finish(ax, xlabel, ylabel, title, legend_loc)

@@ -1,4 +1,6 @@
 """One module per paper: the recipes, reference values and table builders specific to it.
 
 * :mod:`rmtlib.papers.paper1` -- Shmalo, Jenkins, Krupchytskyi (2023), RMT-SVD pruning.
+* :mod:`rmtlib.papers.paper3` -- Shmalo (2024), stability of accuracy: training studies and
+  the validation of the doubling-constant estimator.
 """
