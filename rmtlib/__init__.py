@@ -15,6 +15,7 @@ One concept per module:
 * experiments: :mod:`rmtlib.studies` (multi-seed studies with paired arms), :mod:`rmtlib.stats`
   (statistics over seeds), :mod:`rmtlib.sweeps` (rank sweeps), :mod:`rmtlib.diagnostics`
   (lost classes, dead units), :mod:`rmtlib.published` (published numbers next to ours),
+  :mod:`rmtlib.confidence` (classification confidence and the RMT pruning theorem),
   :mod:`rmtlib.papers` (one module per paper);
 * :mod:`rmtlib.plotting` -- every figure (the only module importing matplotlib);
 * :mod:`rmtlib.results` and :mod:`rmtlib.reproduce` -- recorded runs and the notebook runner.
