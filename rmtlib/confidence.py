@@ -1085,9 +1085,10 @@ def trained_network_check(model, layer: str, data, *, alpha: float = 0.2, beta: 
         layer's input and ``L`` the product of the :math:`\|\cdot\|_\infty` norms of the later
         layers; NaN unless ``model`` is an :class:`rmtlib.models.MLP` with a 1-Lipschitz
         activation), ``gauss_excess`` (:math:`\|\hat R h\|_\infty / (\hat\sigma z \|h\|)`, > 1
-        when the Gaussian step of the proof fails for the estimated noise), ``correct``,
-        ``correct_pruned``.  ``summary``: the fit (``n_spikes``, ``sigma2``, ``edge``), the
-        accuracies (%), ``acc_change`` (pruned minus original, percentage points),
+        when the Gaussian step of the proof fails for the estimated noise), ``prediction`` /
+        ``prediction_pruned`` (predicted classes), ``correct``, ``correct_pruned``.
+        ``summary``: the fit (``n_spikes``, ``sigma2``, ``edge``), the accuracies (%),
+        ``acc_change`` (pruned minus original, percentage points),
         ``predictions_changed`` (%), medians of the change, ``|margin|``, ``change/|margin|``
         and ``change / tau_hat``, ``acc_bound_oracle`` (% of samples with
         :math:`|m| \le 2\,{\rm change}`: those that can flip), ``acc_bound`` (the same with
@@ -1143,7 +1144,8 @@ def trained_network_check(model, layer: str, data, *, alpha: float = 0.2, beta: 
     samples = pd.DataFrame({
         "sample": np.arange(len(out)), "label": labels, "margin": marg,
         "margin_pruned": _true_minus_best_other(out_p, labels), "logit_change": change,
-        "tau_hat": tau, "gauss_excess": gauss, "correct": out.argmax(axis=1) == labels,
+        "tau_hat": tau, "gauss_excess": gauss, "prediction": out.argmax(axis=1),
+        "prediction_pruned": out_p.argmax(axis=1), "correct": out.argmax(axis=1) == labels,
         "correct_pruned": out_p.argmax(axis=1) == labels})
     abs_m = np.abs(marg)
     with np.errstate(divide="ignore", invalid="ignore"):

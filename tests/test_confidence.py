@@ -514,6 +514,9 @@ def test_trained_network_check_against_a_manual_computation():
                                / (math.sqrt(fit.sigma2) * z * np.linalg.norm(xs, axis=1)),
                                rtol=1e-9)
     assert summary["test_acc"] == pytest.approx(100 * np.mean(out.argmax(1) == y.numpy()))
+    assert np.array_equal(samples.prediction_pruned, out_p.argmax(1))
+    assert summary["predictions_changed"] == pytest.approx(
+        100 * np.mean(samples.prediction != samples.prediction_pruned))
     assert summary["acc_bound_oracle"] >= abs(summary["acc_change"])
     assert summary["acc_bound"] == pytest.approx(
         100 * C.accuracy_change_bound(C.margin(out, y.numpy()), tau))
