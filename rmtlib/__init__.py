@@ -17,6 +17,7 @@ One concept per module:
   (lost classes, dead units), :mod:`rmtlib.published` (published numbers next to ours),
   :mod:`rmtlib.heavytails` (power-law tails, nulls that keep a layer's entries),
   :mod:`rmtlib.parallel` (independent tasks, in-process or on a Dask cluster),
+  :mod:`rmtlib.confidence` (classification confidence and the RMT pruning theorem),
   :mod:`rmtlib.papers` (one module per paper);
 * paper 3's data condition: :mod:`rmtlib.stability` (slabs, doubling constants of a data set,
   stability measures of training curves; NumPy only at import), :mod:`rmtlib.synthetic` (laws

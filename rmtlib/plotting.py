@@ -19,6 +19,7 @@ __all__ = [
     "COLORS",
     "LABELS",
     "accuracy_vs_rank",
+    "band_plot",
     "density_curves",
     "doubling_profile",
     "errorbar_scatter",
@@ -27,6 +28,7 @@ __all__ = [
     "esd_histogram",
     "flipped_points",
     "loss_accuracy",
+    "margin_scatter",
     "paired_comparison",
     "rank_bars",
     "rank_error_grid",
@@ -795,4 +797,98 @@ def flipped_points(X, before, after, group=None, ax=None, *, title: str | None =
                 ax.scatter(X[sel, 0], X[sel, 1], s=10 if name == "unchanged" else 22,
                            marker=markers[int(g) % 4], color=color, lw=0,
                            label=f"{name} ({int(sel.sum())}{', group ' + str(g) if len(np.unique(group)) > 1 else ''})")
+# -- paper 2: the pruning theorem ----------------------------------------------------------
+def band_plot(series, ax=None, *, theory=None, hlines=None, xlabel: str = "x",
+              ylabel: str = "y", title: str | None = None, logx: bool = False,
+              logy: bool = False, legend_loc: str | None = "best", colors=None):
+    """Central values with a shaded band (e.g. median and 10-90 % quantiles over samples)
+    against a swept parameter.
+
+    Parameters
+    ----------
+    series : mapping label -> (x, center, low, high)
+        One line with markers per label and the band between ``low`` and ``high``.
+    theory : mapping label -> (x, y), optional
+        Reference curves (e.g. a predicted rate), drawn as black/grey lines.
+    hlines : mapping label -> float, optional
+        Labelled horizontal reference lines.
+    logx, logy : bool
+        Logarithmic axes (the values must then be positive).
+    colors : mapping label -> colour, optional
+        Colours of the ``series`` (default ``C0, C1, ...`` in order).
+    """
+    ax = _axes(ax)
+    if not series:
+        raise ValueError("band_plot needs at least one series")
+    for i, (name, quad) in enumerate(series.items()):
+        if not isinstance(quad, (tuple, list)) or len(quad) != 4:
+            raise ValueError(f"series {name!r} must be an (x, center, low, high) tuple")
+        x, c, lo, hi = _check_curve(f"series {name!r}", quad, sizes=(4,))
+        color = (colors or {}).get(name, f"C{i}")
+        ax.fill_between(x, lo, hi, color=color, alpha=0.18, lw=0)
+        ax.plot(x, c, "o-", ms=4, lw=1.4, color=color, label=str(name))
+    for i, (name, pair) in enumerate((theory or {}).items()):
+        x, y = _check_curve(f"theory {name!r}", pair)
+        ax.plot(x, y, color="k" if i == 0 else COLORS["reference"], ls=["--", ":", "-."][i % 3],
+                lw=1.5, label=str(name))
+    _ref_lines(ax, hlines)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    return _finish(ax, xlabel, ylabel, title, legend_loc)
+
+
+def margin_scatter(margins, changes, ax=None, *, tau=None, flipped=None, xlabel: str = "|margin|",
+                   ylabel: str = "logit change", title: str | None = None,
+                   legend_loc: str | None = "upper left", max_points: int = 4000, seed: int = 0):
+    """Per-sample logit change against the absolute margin (log-log), with the line
+    ``change = |margin| / 2`` below which a prediction cannot change.
+
+    Parameters
+    ----------
+    margins, changes : 1-D arrays
+        One value per sample (the change must be positive to show on the log axis; zeros
+        and zero margins are left out, and their number is said in the legend).
+    tau : 1-D array, optional
+        The bound per sample: its median is drawn as a horizontal line.
+    flipped : 1-D bool array, optional
+        Samples whose prediction changed, drawn in a second colour.
+    max_points : int
+        At most this many points are drawn (a seeded random subset), for a light figure.
+    """
+    ax = _axes(ax)
+    m = np.abs(np.asarray(margins, dtype=np.float64))
+    c = np.asarray(changes, dtype=np.float64)
+    if m.ndim != 1 or m.shape != c.shape or m.size == 0:
+        raise ValueError("margins and changes must be 1-D arrays of the same non-zero length")
+    f = np.zeros(m.shape, bool) if flipped is None else np.asarray(flipped, dtype=bool)
+    if f.shape != m.shape:
+        raise ValueError("flipped must have the shape of margins")
+    ok = (m > 0) & (c > 0) & np.isfinite(m) & np.isfinite(c)
+    idx = np.flatnonzero(ok)
+    if idx.size > max_points:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, max_points, replace=False))
+    kept = ~f[idx]
+    ax.scatter(m[idx][kept], c[idx][kept], s=6, alpha=0.35, color=COLORS["accent"], lw=0,
+               label=f"prediction unchanged ({int((~f & ok).sum())})")
+    if f[idx].any():
+        ax.scatter(m[idx][~kept], c[idx][~kept], s=14, alpha=0.9, color=COLORS["edge"], lw=0,
+                   label=f"prediction changed ({int((f & ok).sum())})")
+    if idx.size:
+        lo = min(m[idx].min(), 2 * c[idx].min())
+        hi = max(m[idx].max(), 2 * c[idx].max())
+        xs = np.array([lo, hi])
+        ax.plot(xs, xs / 2, color="k", ls="--", lw=1.3, label="change = |margin| / 2")
+    if tau is not None:
+        t = np.asarray(tau, dtype=np.float64)
+        if t.shape != m.shape:
+            raise ValueError("tau must have the shape of margins")
+        ax.axhline(float(np.nanmedian(t)), color=COLORS["reference"], ls=":", lw=1.5,
+                   label=f"median bound ({float(np.nanmedian(t)):.3g})")
+    left_out = int((~ok).sum())
+    if left_out:
+        ax.plot([], [], " ", label=f"{left_out} samples with zero margin or change not shown")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
     return _finish(ax, xlabel, ylabel, title, legend_loc)
