@@ -115,12 +115,28 @@ def test_bad_arguments():
         RMTPruning(when="sometimes")
 
 
+def test_rmt_pruning_defaults_are_the_corrected_schedule():
+    cb = RMTPruning()
+    assert (cb.when, cb.optimizer, cb.start_epoch, cb.every) == ("after_epoch", "keep", 1, 1)
+    assert cb.policy.split_view == "product" and not cb.policy.paper_exact
+    exact = RMTPruning.paper_exact(PrunePolicy(keep_fraction=0.3))
+    assert (exact.when, exact.optimizer, exact.start_epoch) == ("before_epoch", "rebuild", 1)
+    assert exact.policy.split_view == "factors" and exact.policy.paper_exact
+    assert exact.policy.keep_fraction == 0.3
+    model, h = _run(callbacks=[RMTPruning(PrunePolicy(gof=None, keep_fraction=0.3))], epochs=2)
+    # the first prune sees trained weights: after epoch 1, recorded in epoch 1's row
+    assert [ev["epoch"] for ev in h.events] == [1, 2]
+    assert {ev["when"] for ev in h.events} == {"after_epoch"}
+    assert set(h.events_frame().name) >= {"layers.0"} and "layers.0.0" not in set(h.events_frame().name)
+
+
 def test_rmt_pruning_paper_schedule_prunes_initialisation_before_epoch_1():
     cb = RMTPruning(PrunePolicy(gof=None), every=2)
     assert [e for e in range(1, 8) if cb.due(e)] == [1, 3, 5, 7]
     assert [e for e in range(1, 10) if RMTPruning(every=3, start_epoch=2, stop_epoch=6).due(e)] \
         == [2, 5]
-    model, h = _run(callbacks=[RMTPruning(PrunePolicy(gof=None, keep_fraction=0.3))], epochs=2)
+    model, h = _run(callbacks=[RMTPruning.paper_exact(PrunePolicy(gof=None, keep_fraction=0.3))],
+                    epochs=2)
     assert list(h.frame.pruned) == [False, True, True]
     ev = h.events[0]
     assert ev["epoch"] == 1 and ev["when"] == "before_epoch"
