@@ -187,6 +187,11 @@ def product_matrix(module: nn.Module) -> torch.Tensor:
 # --------------------------------------------------------------------------- module checks
 
 
+def _uninitialised(module: nn.Module) -> bool:
+    lazy = nn.modules.lazy.LazyModuleMixin
+    return isinstance(module, lazy) and module.has_uninitialized_params()
+
+
 def _hook_reason(module: nn.Module, kind: str) -> str | None:
     if parametrize.is_parametrized(module):
         return (f"{kind} is parametrized (e.g. weight_norm): its weight is computed, so it "
@@ -207,8 +212,7 @@ def unsupported_reason(module: nn.Module) -> str | None:
     2 x 2).  ``nn.MultiheadAttention`` is analysed through its projections (:func:`list_layers`)."""
     check_module(module, "module")
     kind = type(module).__name__
-    if any(isinstance(p, nn.parameter.UninitializedParameter)
-           for p in module.parameters(recurse=False)):
+    if _uninitialised(module):
         return f"{kind} is a lazy module whose weight is not initialised yet: run one forward first"
     hook = _hook_reason(module, kind)
     if hook is not None:
@@ -251,8 +255,7 @@ def main_weight(module: nn.Module) -> torch.Tensor | None:
     check_module(module, "module")
     if isinstance(module, Factorized):
         return _first_weight(module)
-    if any(isinstance(p, nn.parameter.UninitializedParameter)
-           for p in module.parameters(recurse=False)):
+    if _uninitialised(module):
         return module.weight if hasattr(module, "weight") else next(module.parameters(recurse=False))
     w = getattr(module, "weight", None)
     if isinstance(w, torch.Tensor) and w.dim() >= 2:

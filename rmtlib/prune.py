@@ -52,6 +52,7 @@ import torch
 from torch import nn
 
 from ._progress import bar as progress_bar
+from ._threads import single_threaded
 from .layers import (
     SPLIT_VIEWS,
     Factorized,
@@ -709,7 +710,8 @@ def prune_model(model: nn.Module, policy: PrunePolicy | None = None, *,
     if not analysable:
         raise no_analysable_layer(targets, "model" if policy.layers is None else "selection of layers")
     for la in analysable:  # fail before touching anything
-        check_finite_weights(la.matrix(), la.name)
+        with single_threaded(min(la.shape)):
+            check_finite_weights(la.matrix(), la.name)
     if policy.head == "auto":
         heads = set(head_layers(model, split_view=policy.split_view))
     else:
@@ -720,6 +722,7 @@ def prune_model(model: nn.Module, policy: PrunePolicy | None = None, *,
                              f"{[la.name for la in views if la.ok]}")
     params_before = count_parameters(model)
     rows, plans, errors = [], [], []
+    la = None
     for la in progress_bar(targets, progress, "deciding"):
         t0 = time.perf_counter()
         m, n = la.shape
@@ -729,7 +732,8 @@ def prune_model(model: nn.Module, policy: PrunePolicy | None = None, *,
                "reason": la.reason, "head": la.name in heads}
         plan = None
         if la.ok:
-            plan, err = _decide(la, policy, f, heads, seed, epoch, row)
+            with single_threaded(min(la.shape)):
+                plan, err = _decide(la, policy, f, heads, seed, epoch, row)
             if err is not None:
                 errors.append(f"{la.name}: {err}")
         if plan is not None:
@@ -737,14 +741,18 @@ def prune_model(model: nn.Module, policy: PrunePolicy | None = None, *,
         row["seconds"] = time.perf_counter() - t0
         rows.append(row)
         plans.append(plan)
+    del la
     if errors and len(errors) == len(analysable):
         raise ValueError(f"selector {policy.selector!r} failed on every layer, so nothing was "
                          f"pruned: {errors[0]}")
     edits = []
     todo = [(row, plan) for row, plan in zip(rows, plans) if plan is not None]
+    del views, targets, analysable, plans  # no reference may keep a replaced layer alive
     for row, plan in progress_bar(todo, progress, "pruning"):
         t0 = time.perf_counter()
-        edit = _apply(model, plan)
+        with single_threaded(min(plan.layer.shape)):
+            edit = _apply(model, plan)
+        plan.layer = None  # the old module (if replaced) is freed now, not at the end
         edits.append(edit)
         row.update(action=edit.action, rank_after=edit.rank_after,
                    params_after=edit.params_after, new_names=edit.new_names, note=edit.note)

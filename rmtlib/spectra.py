@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from ._progress import bar
+from ._threads import single_threaded
 from .layers import (
     SPLIT_VIEWS,
     Layer,
@@ -308,9 +309,7 @@ def analyze(
     ValueError
         Bad arguments, or a model (or selection) without any analysable layer.
     """
-    from .bema import check_alpha, check_beta, fit_bema
-    from .gof import accept
-    from .rank import select_rank
+    from .bema import check_alpha, check_beta
 
     check_module(model)
     check_choice(conv, "conv", ("flat", "taps"))
@@ -334,47 +333,13 @@ def analyze(
                "params": la.params, "N": max(m, n), "p": min(m, n),
                "gamma": min(m, n) / max(m, n) if m and n else np.nan,
                "status": "skipped", "reason": la.reason}
-        if la.ok:
-            mat = la.matrix()
-            if not bool(torch.isfinite(mat).all()):
-                row["reason"] = "non-finite (NaN/Inf) weights"
         if row["reason"] is not None:
             rows.append(row)
             continue
         t0 = time.perf_counter()
-        try:
-            w = la.tensor
-            if conv == "taps" and la.kind == "conv" and w[0, 0].numel() > 1:
-                eigs, fshape = _pooled_tap_eigenvalues(la.module)
-                ranks_ok, n_edge = False, max(w.shape[0], w.shape[1])
-            else:
-                eigs, _ = gram_eigenvalues(mat)
-                fshape, ranks_ok, n_edge = (m, n), True, max(m, n)
-            fit = fit_bema(eigs, shape=fshape, alpha=alpha, beta=beta, paper_exact=paper_exact)
-            verdict = accept(fit, gof)
-            row.update(sigma2=fit.sigma2, lambda_plus=fit.lambda_plus,
-                       s_plus=math.sqrt(n_edge * fit.lambda_plus), spikes=fit.n_spikes,
-                       gof=fit.gof, accepted=bool(verdict), status="ok", reason=None)
-            if fits is not None:
-                fits[la.name] = fit
-        except ValueError as exc:  # e.g. an all-zero bulk: report, do not crash
-            row.update(status="skipped", reason=f"BEMA fit failed: {exc}")
-        else:
-            notes = []
-            for sel in [method, *selectors]:
-                col = "rank" if sel == method else f"rank_{sel}"
-                if not ranks_ok:
-                    row[col] = np.nan
-                elif sel == "bema":
-                    row[col] = fit.n_spikes
-                else:
-                    try:
-                        row[col] = select_rank(eigs, sel, shape=(m, n),
-                                               **selector_opts.get(sel, {})).rank
-                    except ValueError as exc:  # one selector failing leaves the row valid
-                        row[col] = np.nan
-                        notes.append(f"{sel} failed: {exc}")
-            row["reason"] = "; ".join(notes) or None
+        with single_threaded(min(m, n)):
+            _analyze_layer(la, row, conv, method, selectors, selector_opts, alpha, beta, gof,
+                           paper_exact, fits)
         row["seconds"] = time.perf_counter() - t0
         rows.append(row)
     cols = ANALYZE_COLUMNS + [f"rank_{s}" for s in selectors]
@@ -383,3 +348,50 @@ def analyze(
         df[c] = df[c].astype("Int64")
     df["accepted"] = df["accepted"].astype("boolean")
     return df
+
+
+def _analyze_layer(la: Layer, row: dict, conv, method, selectors, selector_opts, alpha, beta,
+                   gof, paper_exact, fits) -> None:
+    """Fill ``row`` with the analysis of one analysable layer."""
+    from .bema import fit_bema
+    from .gof import accept
+    from .rank import select_rank
+
+    m, n = la.shape
+    mat = la.matrix()
+    if not bool(torch.isfinite(mat).all()):
+        row["reason"] = "non-finite (NaN/Inf) weights"
+        return
+    try:
+        w = la.tensor
+        if conv == "taps" and la.kind == "conv" and w[0, 0].numel() > 1:
+            eigs, fshape = _pooled_tap_eigenvalues(la.module)
+            ranks_ok, n_edge = False, max(w.shape[0], w.shape[1])
+        else:
+            eigs, _ = gram_eigenvalues(mat)
+            fshape, ranks_ok, n_edge = (m, n), True, max(m, n)
+        fit = fit_bema(eigs, shape=fshape, alpha=alpha, beta=beta, paper_exact=paper_exact)
+        verdict = accept(fit, gof)
+        row.update(sigma2=fit.sigma2, lambda_plus=fit.lambda_plus,
+                   s_plus=math.sqrt(n_edge * fit.lambda_plus), spikes=fit.n_spikes,
+                   gof=fit.gof, accepted=bool(verdict), status="ok", reason=None)
+        if fits is not None:
+            fits[la.name] = fit
+    except ValueError as exc:  # e.g. an all-zero bulk: report, do not crash
+        row.update(status="skipped", reason=f"BEMA fit failed: {exc}")
+    else:
+        notes = []
+        for sel in [method, *selectors]:
+            col = "rank" if sel == method else f"rank_{sel}"
+            if not ranks_ok:
+                row[col] = np.nan
+            elif sel == "bema":
+                row[col] = fit.n_spikes
+            else:
+                try:
+                    row[col] = select_rank(eigs, sel, shape=(m, n),
+                                           **selector_opts.get(sel, {})).rank
+                except ValueError as exc:  # one selector failing leaves the row valid
+                    row[col] = np.nan
+                    notes.append(f"{sel} failed: {exc}")
+        row["reason"] = "; ".join(notes) or None

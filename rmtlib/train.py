@@ -741,11 +741,12 @@ def read_file(path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Weights only load failed" in str(exc):
+        if "Weights only load failed" in str(exc) and zipfile.is_zipfile(path):
             raise ValueError(f"{str(path)!r} holds pickled Python objects (e.g. a whole model "
                              "saved with torch.save(model)), which are not loaded for safety; "
                              "save model.state_dict() instead") from None
-        raise ValueError(f"{str(path)!r} is not a readable torch file (corrupted?): {exc}") from None
+        raise ValueError(f"{str(path)!r} is not a readable torch file (corrupted, or of another "
+                         "format)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError,
             AttributeError, IndexError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
