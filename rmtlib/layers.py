@@ -380,7 +380,9 @@ class Layer:
         """The largest rank the layer can have now: ``min(m, n)``, or the inner width of a
         factorized pair."""
         p = min(self.shape)
-        return min(p, self.module.rank) if self.kind == "factorized" else p
+        if self.kind != "factorized":
+            return p
+        return min([p] + [m.rank for m in self.module.modules() if isinstance(m, Factorized)])
 
     @property
     def params(self) -> int:
@@ -436,7 +438,7 @@ def _in_place_reason(name: str, modules: dict[str, nn.Module]) -> str | None:
 
 
 def _shared_reason(w: torch.Tensor, name: str, owners: dict[int, list[str]]) -> str | None:
-    others = [o for o in owners.get(id(w), []) if o != name]
+    others = [o for o in owners.get(id(w), []) if o != (name or "<model>")]
     if others:
         return (f"its weight is shared with {', '.join(others)} (tied weights): an edit would "
                 "change them too")
