@@ -46,7 +46,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .validation import ArgumentTypeError, check_choice, check_module, describe
+from .validation import ArgumentTypeError, check_choice, check_int, check_module, describe
 
 __all__ = [
     "SPLIT_VIEWS",
@@ -61,6 +61,7 @@ __all__ = [
     "layer_matrix",
     "list_layers",
     "main_weight",
+    "product_matrix",
     "set_module",
     "tap_matrices",
     "unsupported_reason",
@@ -127,6 +128,7 @@ class Factorized(nn.Sequential):
     def empty_like(cls, module: nn.Module, rank: int) -> Factorized:
         """Uninitialised factors (zeros) of the right shapes for ``module`` (a Linear or
         convolution layer, or a :class:`Factorized` pair) at ``rank``, on its device and dtype."""
+        check_module(module, "module")
         if isinstance(module, Factorized):
             first, second = _first_leaf(module[0]), _last_leaf(module[1])
             template, out_dim = first, _first_weight(second).shape[0]
@@ -134,9 +136,7 @@ class Factorized(nn.Sequential):
         else:
             template, out_dim = module, None
             has_bias = getattr(module, "bias", None) is not None
-        rank = int(rank)
-        if rank < 1:
-            raise ValueError(f"rank must be an integer >= 1, got {rank}")
+        rank = check_int(rank, "rank", minimum=1)
         w = template.weight
         kw = {"device": w.device, "dtype": w.dtype}
         base = _conv_base(template)
@@ -181,6 +181,9 @@ def product_matrix(module: nn.Module) -> torch.Tensor:
     computes: ``W`` read as ``(out, in * prod(k))``, or ``W2 @ W1`` for a pair."""
     if isinstance(module, Factorized):
         return product_matrix(module[1]) @ product_matrix(module[0])
+    if not isinstance(module, (nn.Linear, *_CONVS)):
+        raise ArgumentTypeError(f"product_matrix needs a Linear, convolution or Factorized module, "
+                                f"got {describe(module)}")
     return _flat(module.weight)
 
 
@@ -576,8 +579,13 @@ def is_selected(names_or_pred, name: str, module: nn.Module) -> bool:
     selected after :mod:`rmtlib.prune` splits it (``"fc"`` -> ``"fc.0"``, ``"fc.1"``)."""
     if names_or_pred is None:
         return True
+    if not isinstance(name, str):
+        raise ArgumentTypeError(f"name must be a string, got {describe(name)}")
     if callable(names_or_pred):
         return bool(names_or_pred(name, module))
+    if isinstance(names_or_pred, str) or not isinstance(names_or_pred, Iterable):
+        raise ArgumentTypeError(f"names_or_pred must be None, a predicate or a list of names, got "
+                                f"{describe(names_or_pred)}")
     return any(name == n or name.startswith(n + ".") for n in names_or_pred)
 
 

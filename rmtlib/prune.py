@@ -562,6 +562,8 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
         df[c] = df[c].astype("Int64")
     for c in ("accepted", "head"):
         df[c] = df[c].astype("boolean")
+    for c in ("reason", "note"):  # text or None, whether rows came fresh or from plain data
+        df[c] = df[c].astype(object).where(df[c].notna(), None)
     return df
 
 

@@ -188,8 +188,17 @@ def check_gof_rule(gof, name: str = "gof", *, allow_none: bool = False):
     return float(gof)
 
 
+def _check_layer_list(layers) -> None:
+    if not isinstance(layers, (list, tuple)) or not all(isinstance(la, Layer) for la in layers):
+        raise ArgumentTypeError(f"layers must be a list of rmtlib.layers.Layer, got {describe(layers)}")
+
+
 def describe_skipped(layers: list[Layer], limit: int = 6) -> str:
     """``"name (reason); ..."`` for the first ``limit`` layers, for error messages."""
+    _check_layer_list(layers)
+    from .validation import check_int
+
+    limit = check_int(limit, "limit", minimum=1)
     parts = [f"{la.name or '<model>'} ({la.reason})" for la in layers[:limit]]
     if len(layers) > limit:
         parts.append(f"... and {len(layers) - limit} more")
@@ -198,6 +207,7 @@ def describe_skipped(layers: list[Layer], limit: int = 6) -> str:
 
 def no_analysable_layer(layers: list[Layer], what: str = "model") -> ValueError:
     """The error for a model (or a selection) without any analysable layer."""
+    _check_layer_list(layers)
     if not layers:
         return ValueError(f"the {what} has no weight matrix at all (no nn.Linear, nn.Conv1d/2d/3d "
                           "or nn.MultiheadAttention); nothing to analyse")

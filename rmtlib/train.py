@@ -84,7 +84,9 @@ __all__ = [
     "fit",
     "load_checkpoint",
     "load_model",
+    "check_state_dict",
     "predict",
+    "read_file",
     "resolve_device",
     "save_checkpoint",
 ]
@@ -767,6 +769,10 @@ def _read_payload(path: Path) -> dict:
 
 def check_state_dict(state: Mapping, model: nn.Module, source: str) -> None:
     """``ValueError`` (one line) unless ``state`` has exactly ``model``'s keys and shapes."""
+    check_module(model)
+    if not isinstance(state, Mapping):
+        raise ArgumentTypeError(f"state must be a state_dict (a mapping of names to tensors), got "
+                                f"{describe(state)}")
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
