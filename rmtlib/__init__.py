@@ -11,7 +11,8 @@ One concept per module:
 * the PyTorch engine: :mod:`rmtlib.layers` (which modules are matrix layers),
   :mod:`rmtlib.spectra` (per-layer analysis), :mod:`rmtlib.prune` (SVD pruning),
   :mod:`rmtlib.models`, :mod:`rmtlib.train` (training, pruning callbacks, checkpoints),
-  :mod:`rmtlib.data` (offline MNIST / Fashion-MNIST);
+  :mod:`rmtlib.data` (offline MNIST / Fashion-MNIST), :mod:`rmtlib.cli` (the ``rmtlib``
+  command line);
 * experiments: :mod:`rmtlib.studies` (multi-seed studies with paired arms), :mod:`rmtlib.stats`
   (statistics over seeds), :mod:`rmtlib.sweeps` (rank sweeps), :mod:`rmtlib.diagnostics`
   (lost classes, dead units), :mod:`rmtlib.published` (published numbers next to ours),

@@ -95,9 +95,9 @@ def measure_prune_memory(n_layers: int = 24, size: int = 4096, *, timeout: float
 
 def bench_prune_memory(quick: bool = False) -> dict:
     """Peak extra memory of ``prune_model`` on 24 Linear layers relative to the model's size
-    (``quick``: 8 layers of 512; else 24 of 1024: the issue's 24 of 4096 take about an hour of
+    (``quick``: 8 layers of 256; else 24 of 1024: the issue's 24 of 4096 take about an hour of
     eigen-solves on two cores -- run ``measure_prune_memory(24, 4096)`` for that)."""
-    n_layers, size = (8, 512) if quick else (24, 1024)
+    n_layers, size = (8, 256) if quick else (24, 1024)
     r = measure_prune_memory(n_layers, size)
     mib = 1 << 20
     return {
