@@ -23,12 +23,13 @@ ifeq ($(origin RMTLIB_DATA),undefined)
   endif
 endif
 
-.PHONY: help setup chromium book test test-fast bench lab clean distclean
+.PHONY: help setup chromium book test test-fast test-gpu bench lab clean distclean
 
 help:
 	@echo "make book [PROFILE=quick|default|paper]  execute the notebooks and build _build/html"
 	@echo "make test                                run all tests (unit, e2e, browser)"
 	@echo "make test-fast                           unit tests only (no notebook execution, no browser)"
+	@echo "make test-gpu                            the GPU tests (fail, not skip, when CUDA is present)"
 	@echo "make bench                               run the benchmarks (python -m rmtlib.benchmarks)"
 	@echo "make lab [LAB_ARGS=...]                  JupyterLab on the notebooks (run them by hand)"
 	@echo "make setup                               create .venv with the pinned requirements"
@@ -63,6 +64,9 @@ test: setup chromium
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not e2e and not browser"
+
+test-gpu: setup
+	RMTLIB_REQUIRE_GPU=1 $(BIN)/python -m pytest -m gpu tests/test_gpu.py
 
 bench: setup
 	$(BIN)/python -m rmtlib.benchmarks

@@ -11,7 +11,8 @@ One concept per module:
 * the PyTorch engine: :mod:`rmtlib.layers` (which modules are matrix layers),
   :mod:`rmtlib.spectra` (per-layer analysis), :mod:`rmtlib.prune` (SVD pruning),
   :mod:`rmtlib.models`, :mod:`rmtlib.train` (training, pruning callbacks, checkpoints),
-  :mod:`rmtlib.data` (MNIST / Fashion-MNIST: local files, else torchvision's download);
+  :mod:`rmtlib.data` (MNIST / Fashion-MNIST: local files, else torchvision's download),
+  :mod:`rmtlib.cli` (the ``rmtlib`` command line);
 * experiments: :mod:`rmtlib.studies` (multi-seed studies with paired arms), :mod:`rmtlib.stats`
   (statistics over seeds), :mod:`rmtlib.sweeps` (rank sweeps), :mod:`rmtlib.diagnostics`
   (lost classes, dead units), :mod:`rmtlib.published` (published numbers next to ours),

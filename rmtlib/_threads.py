@@ -51,11 +51,20 @@ def torch_threads(n: int | None):
         torch.set_num_threads(before)
 
 
+_DEPTH = 0  # nesting of single_threaded blocks (an inner block has nothing left to limit)
+
+
 @contextmanager
 def single_threaded(size: int):
-    """Limit BLAS/LAPACK and PyTorch's intra-op pool to one thread when ``size < SMALL``."""
-    if size >= SMALL:
+    """Limit BLAS/LAPACK and PyTorch's intra-op pool to one thread when ``size < SMALL``
+    (a block nested in another one is free: the limits are already in place)."""
+    global _DEPTH
+    if size >= SMALL or _DEPTH:
         yield
         return
     with torch_threads(1), _controller().limit(limits=1, user_api="blas"):
-        yield
+        _DEPTH += 1
+        try:
+            yield
+        finally:
+            _DEPTH -= 1

@@ -24,6 +24,11 @@ above it, 5-8x faster than OpenBLAS's at ``p = 4096`` (measured here).
 **Device.**  A torch tensor is solved where it lives: on a CUDA device with the GPU solver; on
 Apple's MPS (no symmetric eigensolver there) on the CPU.
 
+**Memory.**  A large 2-D matrix of another dtype than the compute dtype (float32, float16 or
+bfloat16 weights solved in float64) is converted block by block while the Gram matrix is formed
+(:data:`GRAM_BLOCK`), so the solve holds the ``p x p`` Gram matrix, its eigenvectors and the
+solver's workspace, never a full-precision copy of ``W``.
+
 Tiny negative round-off eigenvalues are clipped to 0.  Neither torch nor pandas is imported at
 import time: NumPy input below ``SMALL`` never imports torch.
 """
@@ -37,7 +42,7 @@ import numpy as np
 from ._threads import SMALL, single_threaded
 from .validation import ArgumentTypeError, check_bool, check_int, describe
 
-__all__ = ["F64_MAX_P", "compute_dtype", "gram_eigenvalues", "gram_eigh"]
+__all__ = ["F64_MAX_P", "GRAM_BLOCK", "compute_dtype", "gram_eigenvalues", "gram_eigh"]
 
 #: Largest ``p = min(m, n)`` for which float32/16 matrices are solved in float64.
 F64_MAX_P = 2048
@@ -79,6 +84,33 @@ def compute_dtype(input_is_float64: bool, p: int) -> str:
     return "float64" if input_is_float64 or p <= F64_MAX_P else "float32"
 
 
+#: Elements of ``W`` converted to the compute dtype at a time when forming the Gram matrix.
+GRAM_BLOCK = 1 << 22
+
+
+def _gram(W, right: bool, dtype):
+    """``W^T W`` (``right``) or ``W W^T`` in ``dtype``.  A 2-D ``W`` of another dtype is converted
+    in blocks of rows (or columns) of about :data:`GRAM_BLOCK` elements, so no full-size copy of
+    ``W`` in the compute dtype is ever held (lean memory for float32 weights solved in float64)."""
+    if W.dtype == dtype or W.dim() != 2 or W.numel() <= GRAM_BLOCK:
+        A = W.to(dtype)
+        return A.mT @ A if right else A @ A.mT
+    import torch
+
+    m, n = W.shape
+    p = n if right else m
+    G = torch.zeros(p, p, dtype=dtype, device=W.device)
+    step = max(1, GRAM_BLOCK // p)
+    for i in range(0, m if right else n, step):
+        if right:
+            B = W[i:i + step].to(dtype)
+            G.addmm_(B.mT, B)
+        else:
+            B = W[:, i:i + step].to(dtype)
+            G.addmm_(B, B.mT)
+    return G
+
+
 def _torch_solve(W, vectors: bool):
     """Gram eigen-solve of a torch tensor ``(..., m, n)``; returns (evals, evecs|None, eps, right)."""
     import torch
@@ -88,11 +120,11 @@ def _torch_solve(W, vectors: bool):
     dtype = getattr(torch, compute_dtype(W.dtype == torch.float64, p))
     if W.device.type == "mps":  # no eigh on MPS
         W = W.cpu()
-    W = W.detach().to(dtype)
+    W = W.detach()
     right = n <= m
     on_cpu = W.device.type == "cpu"
     with single_threaded(p) if on_cpu else nullcontext():
-        G = W.mT @ W if right else W @ W.mT
+        G = _gram(W, right, dtype)
         if vectors:
             evals, evecs = torch.linalg.eigh(G)
         else:

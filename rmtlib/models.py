@@ -1,23 +1,45 @@
-"""The networks of the papers: an MLP, the paper-2 CNN and a small LeNet-like CNN.
+"""The networks of the papers (an MLP, the paper-2 CNN, a small LeNet-like CNN) and building
+any architecture from a spec.
 
 Every model returns *logits* (no softmax): train with cross-entropy, which equals the
 authors' NLL loss on ``log_softmax`` outputs.  Weight matrices follow PyTorch's layout
 (``nn.Linear.weight`` is ``(out, in)``; a ``Conv2d`` kernel is ``(C_out, C_in, kh, kw)``,
 analysed as the matrix ``(C_out, C_in*kh*kw)``).  Pass ``seed`` to make the
 initialisation reproducible without touching the global RNG state.
+
+Each model records how it was built in its ``arch`` attribute (``{"factory":
+"rmtlib.models:MLP", "kwargs": {...}}``), which :func:`rmtlib.train.save_checkpoint` stores so
+that a checkpoint can be loaded without code.  :func:`build_model` builds a model from such a
+spec, from ``"torchvision:resnet18"`` (torchvision's architectures, always with
+``weights=None``: nothing is downloaded) or from ``"package.module:factory"``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import difflib
+import importlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import pairwise
 
 import torch
 from torch import nn
 
-__all__ = ["MLP", "Abs", "LeNetLike", "PaperCNN", "make_activation", "output_width"]
+from .layers import head_layers, list_layers
+from .validation import (
+    ArgumentTypeError,
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    check_module,
+    check_seed,
+    describe,
+)
+
+__all__ = ["MLP", "Abs", "LeNetLike", "PaperCNN", "build_model", "check_arch", "make_activation",
+           "output_width"]
 
 _INITS = ("default", "normal_fan_in")
 
@@ -53,17 +75,14 @@ def make_activation(activation) -> nn.Module:
 
 
 def _check_init(init: str) -> str:
-    if init not in _INITS:
-        raise ValueError(f"init must be one of {_INITS}, got {init!r}")
-    return init
+    return check_choice(init, "init", _INITS)
 
 
 def _seeded(seed):
     """Context manager: a private torch RNG stream seeded with ``seed`` (no-op for None)."""
     if seed is None:
         return contextlib.nullcontext()
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
+    check_seed(seed)
 
     @contextlib.contextmanager
     def ctx():
@@ -86,31 +105,119 @@ def _normal_fan_in_(model: nn.Module) -> None:
 
 
 def _check_dims(dims, what="dims", min_len=2) -> list[int]:
-    try:
-        out = [int(d) for d in dims]
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a sequence of positive integers, got {dims!r}") from None
-    if len(out) < min_len or any(d < 1 or d != dd for d, dd in zip(out, dims)):
-        raise ValueError(
-            f"{what} must hold at least {min_len} positive integers, got {list(dims)!r}"
-        )
-    return out
+    if isinstance(dims, (str, bytes)) or not isinstance(dims, Sequence):
+        raise ArgumentTypeError(f"{what} must be a sequence of positive integers, got {describe(dims)}")
+    if len(dims) < min_len:
+        raise ValueError(f"{what} must hold at least {min_len} positive integers, got {list(dims)!r}")
+    return [check_int(d, f"{what}[{i}]", minimum=1) for i, d in enumerate(dims)]
+
+
+def _check_size(size, what: str = "input_size") -> tuple[int, int]:
+    if isinstance(size, (str, bytes)) or not isinstance(size, Sequence) or len(size) != 2:
+        raise ArgumentTypeError(f"{what} must be a pair (height, width) of positive integers, got "
+                                f"{describe(size)}")
+    return tuple(check_int(v, f"{what}[{i}]", minimum=1) for i, v in enumerate(size))
 
 
 def output_width(model: nn.Module) -> int:
-    """Width of the model's output: ``out_features`` of the last ``nn.Linear`` in module
-    order (the number of classes), else ``out_channels`` of the last ``nn.Conv2d``."""
-    last = None
-    for m in model.modules():
-        if isinstance(m, nn.Linear):
-            last = m.out_features
-    if last is None:
-        for m in model.modules():
-            if isinstance(m, nn.Conv2d):
-                last = m.out_channels
-    if last is None:
-        raise ValueError("the model has no nn.Linear or nn.Conv2d layer; pass min_rank explicitly")
-    return int(last)
+    """Width of the model's output (the number of classes of a classifier): the output width of
+    its head, the layer(s) producing the outputs (:func:`rmtlib.layers.head_layers`; the
+    largest if there are several)."""
+    check_module(model)
+    heads = set(head_layers(model))
+    widths = [la.shape[0] for la in list_layers(model) if la.name in heads]
+    if not widths:
+        raise ValueError("the model has no analysable layer producing its outputs (no nn.Linear, "
+                         "convolution or attention projection at its end)")
+    return int(max(widths))
+
+
+# --------------------------------------------------------------------------- specs
+
+
+def _plain_kwargs(kwargs: Mapping) -> dict | None:
+    """The constructor arguments as plain data, or None if one of them is not plain."""
+    def plain(v):
+        if v is None or isinstance(v, (bool, int, float, str)):
+            return True
+        if isinstance(v, (list, tuple)):
+            return all(plain(x) for x in v)
+        if isinstance(v, Mapping):
+            return all(isinstance(k, str) and plain(x) for k, x in v.items())
+        return False
+    out = {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
+    return out if plain(out) else None
+
+
+def _record(model: nn.Module, kwargs: Mapping) -> None:
+    plain = _plain_kwargs(kwargs)
+    model.arch = None if plain is None else {
+        "factory": f"rmtlib.models:{type(model).__name__}", "kwargs": plain}
+
+
+def check_arch(arch) -> dict:
+    """Validate an architecture spec (see :func:`build_model`) and return it as
+    ``{"factory": str, "kwargs": dict}``."""
+    if isinstance(arch, str):
+        arch = {"factory": arch, "kwargs": {}}
+    if not isinstance(arch, Mapping) or not isinstance(arch.get("factory"), str) \
+            or not isinstance(arch.get("kwargs", {}), Mapping) or set(arch) - {"factory", "kwargs"}:
+        raise ArgumentTypeError(f"arch must be 'torchvision:NAME', 'package.module:factory' or "
+                                f"{{'factory': ..., 'kwargs': {{...}}}}, got {describe(arch)}")
+    factory = arch["factory"]
+    module, sep, name = factory.partition(":")
+    if not sep or not module or not name or ":" in name:
+        raise ValueError(f"arch {factory!r} must have the form 'torchvision:NAME' or "
+                         "'package.module:factory'")
+    return {"factory": factory, "kwargs": dict(arch.get("kwargs", {}))}
+
+
+def build_model(arch, **kwargs) -> nn.Module:
+    """A freshly initialised model from a spec.
+
+    ``arch`` is ``"torchvision:NAME"`` (``torchvision.models.get_model(NAME, weights=None,
+    **kwargs)``: random weights, never a download), ``"package.module:factory"`` (the callable
+    ``factory`` of that module, called with ``kwargs``; e.g. ``"rmtlib.models:MLP"`` with
+    ``dims=[784, 1000, 10]``) or a dict ``{"factory": ..., "kwargs": {...}}`` (its kwargs are
+    updated with ``kwargs``).  Unknown names raise ``ValueError`` with suggestions.
+    """
+    spec = check_arch(arch)
+    module_name, _, name = spec["factory"].partition(":")
+    opts = {**spec["kwargs"], **kwargs}
+    if module_name == "torchvision":
+        import torchvision
+
+        available = torchvision.models.list_models()
+        if name not in available:
+            close = difflib.get_close_matches(name, available, n=4)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(f"unknown torchvision architecture {name!r}{hint} "
+                             f"({len(available)} available, e.g. resnet18, vit_b_16)")
+        if opts.get("weights") is not None:
+            raise ValueError("pretrained weights are never downloaded: load them from a file "
+                             "(a state_dict with --arch) instead of passing weights=")
+        opts["weights"] = None
+        try:
+            return torchvision.models.get_model(name, **opts)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"torchvision:{name} cannot be built with {kwargs or opts}: {exc}") from None
+    try:
+        mod = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"cannot import {module_name!r} for arch {spec['factory']!r}: {exc}") from None
+    factory = getattr(mod, name, None)
+    if not callable(factory):
+        public = [a for a in dir(mod) if not a.startswith("_") and callable(getattr(mod, a))]
+        close = difflib.get_close_matches(name, public, n=4)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"{module_name!r} has no callable {name!r}{hint}")
+    try:
+        model = factory(**opts)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{spec['factory']} cannot be built with {opts}: {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"{spec['factory']} returned {describe(model)}, not an nn.Module")
+    return model
 
 
 class MLP(nn.Module):
@@ -143,6 +250,9 @@ class MLP(nn.Module):
         super().__init__()
         dims = _check_dims(dims)
         init = _check_init(init)
+        relu_on_logits, bias = check_bool(relu_on_logits, "relu_on_logits"), check_bool(bias, "bias")
+        _record(self, {"dims": dims, "activation": activation, "relu_on_logits": relu_on_logits,
+                       "init": init, "bias": bias, "seed": seed})
         with _seeded(seed):
             self.layers = nn.ModuleList(
                 nn.Linear(a, b, bias=bias) for a, b in pairwise(dims)
@@ -199,11 +309,22 @@ class PaperCNN(nn.Module):
         channels = _check_dims(channels, "channels")
         fc = _check_dims(fc, "fc", min_len=1)
         init = _check_init(init)
-        for p, what in ((conv_dropout, "conv_dropout"), (fc_dropout, "fc_dropout")):
-            if not 0.0 <= p < 1.0:
-                raise ValueError(f"{what} must lie in [0, 1), got {p!r}")
+        batchnorm = check_bool(batchnorm, "batchnorm")
+        _record(self, {"channels": channels, "fc": fc, "input_size": input_size,
+                       "kernel_size": kernel_size, "padding": padding, "batchnorm": batchnorm,
+                       "conv_dropout": conv_dropout, "fc_dropout": fc_dropout,
+                       "pool_after": pool_after, "init": init, "seed": seed})
+        input_size = _check_size(input_size)
+        kernel_size = check_int(kernel_size, "kernel_size", minimum=1)
+        padding = check_int(padding, "padding", minimum=0)
+        conv_dropout = check_float(conv_dropout, "conv_dropout", low=0.0, high=1.0, high_open=True)
+        fc_dropout = check_float(fc_dropout, "fc_dropout", low=0.0, high=1.0, high_open=True)
         n_conv = len(channels) - 1
-        pools = set(range(2, n_conv, 2)) if pool_after is None else set(pool_after)
+        if pool_after is not None and (isinstance(pool_after, str) or not isinstance(pool_after, Sequence)):
+            raise ArgumentTypeError(f"pool_after must be None or a list of convolution indices, got "
+                                    f"{describe(pool_after)}")
+        pools = set(range(2, n_conv, 2)) if pool_after is None else {
+            check_int(k, "pool_after[i]") for k in pool_after}
         if any(not 0 <= k < n_conv for k in pools):
             raise ValueError(f"pool_after indices must lie in [0, {n_conv}), got {sorted(pools)}")
         with _seeded(seed):
@@ -266,6 +387,11 @@ class LeNetLike(nn.Module):
                  seed: int | None = None):
         super().__init__()
         init = _check_init(init)
+        in_channels = check_int(in_channels, "in_channels", minimum=1)
+        num_classes = check_int(num_classes, "num_classes", minimum=1)
+        input_size = _check_size(input_size)
+        _record(self, {"in_channels": in_channels, "num_classes": num_classes,
+                       "input_size": input_size, "init": init, "seed": seed})
         h, w = input_size
         if h < 12 or w < 12:
             raise ValueError(f"LeNetLike needs inputs of at least 12x12, got {input_size}")

@@ -73,3 +73,16 @@ def test_large_numpy_input_uses_the_same_rule(monkeypatch):
     lam, eps = gram_eigenvalues(W)
     assert eps == np.finfo(np.float64).eps
     np.testing.assert_allclose(lam, _reference(W), rtol=1e-10)
+
+
+@pytest.mark.parametrize("shape", [(70, 30), (30, 70)])
+def test_blockwise_gram_of_lower_precision_input_equals_the_full_conversion(shape, monkeypatch):
+    W = torch.randn(*shape, generator=torch.Generator().manual_seed(5))  # float32, solved in float64
+    full, _ = gram_eigenvalues(W)
+    monkeypatch.setattr(linalg, "GRAM_BLOCK", 64)  # forces blocks of 2 rows / columns
+    lam, eps = gram_eigenvalues(W)
+    assert eps == np.finfo(np.float64).eps
+    np.testing.assert_allclose(lam, full, rtol=1e-12, atol=1e-14 * full.max())
+    evals, evecs, right, _ = gram_eigh(W)
+    G = W.double().mT @ W.double() if right else W.double() @ W.double().mT
+    torch.testing.assert_close(G @ evecs, evecs * evals)

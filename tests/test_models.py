@@ -99,3 +99,75 @@ def test_lenet_like():
         torch.rand(2, 3, 32, 32)).shape == (2, 4)
     with pytest.raises(ValueError):
         LeNetLike(input_size=(8, 8))
+
+
+# ------------------------------------------------------------------ specs
+
+
+def test_models_record_their_architecture_and_build_model_rebuilds_them():
+    from rmtlib.models import build_model
+
+    for m in (MLP([20, 30, 5], activation="abs", seed=3), PaperCNN(channels=[1, 4], fc=[6, 3],
+              input_size=(10, 10), seed=2), LeNetLike(num_classes=4, seed=1)):
+        twin = build_model(m.arch)
+        assert type(twin) is type(m)
+        for a, b in zip(m.state_dict().values(), twin.state_dict().values()):
+            assert torch.equal(a, b)  # same seed, same initialisation
+    assert MLP([3, 4], activation=nn.GELU()).arch is None  # not plain data: not recorded
+    net = build_model("torchvision:resnet18", num_classes=7)
+    assert net.fc.out_features == 7 and output_width(net) == 7
+    assert isinstance(build_model({"factory": "torch.nn:Linear", "kwargs": {"in_features": 3,
+                                                                            "out_features": 2}}),
+                      nn.Linear)
+
+
+@pytest.mark.parametrize("arch,kw,words", [
+    ("torchvision:resnet81", {}, "did you mean resnet18"),
+    ("torchvision:resnet18", {"weights": "DEFAULT"}, "never downloaded"),
+    ("torchvision:resnet18", {"colour": 3}, "cannot be built"),
+    ("resnet18", {}, "must have the form"),
+    ("no_such_package_x:net", {}, "cannot import"),
+    ("rmtlib.models:MPL", {}, "did you mean MLP"),
+    ("rmtlib.models:output_width", {}, "cannot be built"),
+    ("math:pi", {}, "no callable"),
+    (3, {}, "arch must be"),
+    ({"factory": "torchvision:resnet18", "extra": 1}, {}, "arch must be"),
+])
+def test_build_model_errors(arch, kw, words):
+    from rmtlib.models import build_model
+
+    with pytest.raises(ValueError, match=words):
+        build_model(arch, **kw)
+
+
+def test_output_width_is_the_head_width():
+    class Net(nn.Module):  # the head is registered first but applied last
+        def __init__(self):
+            super().__init__()
+            self.head = nn.Linear(16, 3)
+            self.body = nn.Linear(8, 16)
+
+        def forward(self, x):
+            return self.head(self.body(x).relu())
+
+    assert output_width(Net()) == 3
+    with pytest.raises(ValueError, match="no analysable layer"):
+        output_width(nn.Sequential(nn.Embedding(4, 3)))
+
+
+@pytest.mark.parametrize("call,words", [
+    (lambda: MLP("784"), "dims must be a sequence"),
+    (lambda: MLP([784, "10"]), r"dims\[1\] must be an integer"),
+    (lambda: MLP([784, 10.0]), r"dims\[1\]"),
+    (lambda: MLP([784, True]), r"dims\[1\]"),
+    (lambda: MLP([3, 4], relu_on_logits="yes"), "relu_on_logits must be True or False"),
+    (lambda: MLP([3, 4], seed=1.5), "seed"),
+    (lambda: PaperCNN(input_size=28), "input_size must be a pair"),
+    (lambda: PaperCNN(conv_dropout="0.3"), "conv_dropout"),
+    (lambda: PaperCNN(pool_after="2"), "pool_after"),
+    (lambda: LeNetLike(num_classes=0), "num_classes"),
+    (lambda: make_activation(3), "unknown activation"),
+])
+def test_model_constructors_validate(call, words):
+    with pytest.raises(ValueError, match=words):
+        call()

@@ -4,6 +4,7 @@ policies, skipped layers, bad inputs, structural edits."""
 import copy
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -12,6 +13,7 @@ from rmtlib.models import MLP
 from rmtlib.prune import (
     Factorized,
     PrunePolicy,
+    PruneReport,
     apply_structural_edits,
     count_parameters,
     factorize,
@@ -248,7 +250,7 @@ def test_non_finite_weights_raise_and_leave_model_untouched():
 def test_policy_validation():
     with pytest.raises(ValueError, match="action"):
         PrunePolicy(action="delete")
-    with pytest.raises(ValueError, match="keep fraction"):
+    with pytest.raises(ValueError, match="keep_fraction"):
         PrunePolicy(keep_fraction=1.5)
     with pytest.raises(ValueError, match="gof"):
         PrunePolicy(gof=0)
@@ -284,26 +286,36 @@ def test_prune_model_keeps_spikes_plus_fraction_and_paper_off_by_one():
 
     assert fit_bema(W.numpy()).n_spikes == 3
     m = _single(W)
-    rep = prune_model(m, PrunePolicy(keep_fraction=0.0, action="truncate", min_rank=1))
+    rep = prune_model(m, PrunePolicy(keep_fraction=0.0, action="truncate", head=None))
     row = rep.layers.iloc[0]
     assert (row.spikes, row.keep, row.rank_after, row.action) == (3, 3, 3, "truncate")
     assert bool(row.accepted) and row.gof < 0.1
     s = np.linalg.svd(_matrix(m[0]), compute_uv=False)
     assert s[2] > 1 and s[3] < 1e-4
-    paper = prune_model(_single(W), PrunePolicy(keep_fraction=0.25, paper_exact=True, min_rank=1,
+    paper = prune_model(_single(W), PrunePolicy(keep_fraction=0.25, paper_exact=True, head=None,
                                                 action="truncate"))
     row = paper.layers.iloc[0]
     assert row.spikes == 4 and row.keep == 4 + int(0.25 * (200 - 4))
 
 
-def test_min_rank_defaults_to_output_width():
+def test_output_width_protects_the_head_only():
     W = _planted(200, 400)
     model = nn.Sequential(nn.Linear(400, 200), nn.ReLU(), nn.Linear(200, 12))
     with torch.no_grad():
         model[0].weight.copy_(W)
-    rep = prune_model(model, PrunePolicy(keep_fraction=0.0, layers=["0"]))
-    assert rep.layers.iloc[0].keep == 12 and isinstance(model[0], Factorized)
-    assert model[0].rank == 12 and list(rep.layers.name) == ["0"]
+    rep = prune_model(model, PrunePolicy(keep_fraction=0.0, gof=None))
+    d = rep.layers.set_index("name")
+    # the hidden layer keeps only its 3 spikes: no global minimum rank of 12
+    assert d.loc["0", "keep"] == 3 and isinstance(model[0], Factorized) and model[0].rank == 3
+    assert not d.loc["0", "head"] and d.loc["2", "head"]
+    assert d.loc["2", "action"] == "skipped" and "classifier head" in d.loc["2", "reason"]
+    assert type(model[2]) is nn.Linear
+    # a global floor is still available
+    m2 = nn.Sequential(nn.Linear(400, 200), nn.ReLU(), nn.Linear(200, 12))
+    with torch.no_grad():
+        m2[0].weight.copy_(W)
+    rep = prune_model(m2, PrunePolicy(keep_fraction=0.0, min_rank=12, layers=["0"]))
+    assert rep.layers.iloc[0].keep == 12 and m2[0].rank == 12
 
 
 def test_rejected_fit_is_left_untouched_and_reported():
@@ -353,10 +365,10 @@ def test_prune_model_on_nested_modules_skips_unsupported_with_reasons():
     model = _nested()
     x = torch.randn(2, 3, 8, 8)
     before = count_parameters(model)
-    rep = prune_model(model, PrunePolicy(gof=None, keep_fraction=0.1))
+    rep = prune_model(model, PrunePolicy(gof=None, keep_fraction=0.3))
     df = rep.layers.set_index("name")
     assert set(df.index) == {"0.0.conv", "0.0.inner.1", "0.0.dw", "0.0.up", "2.0", "3"}
-    assert "grouped convolution" in df.loc["0.0.dw", "reason"]
+    assert "depthwise convolution" in df.loc["0.0.dw", "reason"]
     assert "transposed convolution" in df.loc["0.0.up", "reason"]
     assert df.loc["0.0.inner.1", "action"] == "factorize"
     assert isinstance(model[0][0].inner[1], Factorized)
@@ -364,9 +376,21 @@ def test_prune_model_on_nested_modules_skips_unsupported_with_reasons():
     assert model(x).shape == (2, 10)
     assert rep.params_before == before and rep.params_after == count_parameters(model) < before
     assert rep.params_after == before - sum(df.params_before - df.params_after)
-    # second event: the factors are ordinary layers with stable names
+    # second event: a split layer is read as the product W2 W1 under its own name; a larger
+    # fraction keeps its rank, a smaller one replaces the pair by a smaller one
+    rank = model[2][0].rank
     rep2 = prune_model(model, PrunePolicy(gof=None, keep_fraction=0.5))
-    assert {"2.0.0", "2.0.1", "0.0.inner.1.0", "0.0.inner.1.1"} <= set(rep2.layers.name)
+    d2 = rep2.layers.set_index("name")
+    assert {"2.0", "0.0.inner.1"} <= set(d2.index) and d2.loc["2.0", "action"] == "skipped"
+    assert "current rank" in d2.loc["2.0", "reason"] and d2.loc["2.0", "rank_before"] == rank
+    # BEMA counts all 19 non-zero values of the rank-19 product as spikes (its window holds the
+    # zeros); a selector without a noise model cuts further
+    rep3 = prune_model(model, PrunePolicy(selector="energy", keep_fraction=0.0, layers=["2.0"]))
+    assert rep3.layers.set_index("name").loc["2.0", "action"] == "factorize"
+    assert model[2][0].rank < rank and model(x).shape == (2, 10)
+    # the factor view lists the factors as ordinary layers with stable names
+    rep4 = prune_model(model, PrunePolicy(gof=None, keep_fraction=0.5, split_view="factors"))
+    assert {"2.0.0", "2.0.1", "0.0.inner.1.0", "0.0.inner.1.1"} <= set(rep4.layers.name)
 
 
 def test_prune_policy_layers_predicate_and_callable_fraction():
@@ -380,11 +404,11 @@ def test_prune_policy_layers_predicate_and_callable_fraction():
 def test_random_bulk_policy_and_shrink_policy_run():
     W = _planted(100, 150, dtype=torch.float64)
     m = _single(W)
-    rep = prune_model(m, PrunePolicy(action="random_bulk", keep_fraction=0.1, min_rank=1, seed=3))
+    rep = prune_model(m, PrunePolicy(action="random_bulk", keep_fraction=0.1, head=None, seed=3))
     row = rep.layers.iloc[0]
     assert row.action == "random_bulk" and row.rank_after == row.keep == 3 + int(0.1 * 97)
     m2 = _single(W)
-    rep = prune_model(m2, PrunePolicy(action="shrink", min_rank=1))
+    rep = prune_model(m2, PrunePolicy(action="shrink", head=None))
     assert rep.layers.iloc[0].action == "shrink" and rep.layers.iloc[0].rank_after == 3
 
 
@@ -394,7 +418,7 @@ def test_random_bulk_policy_and_shrink_policy_run():
 def test_structural_edits_replay_including_nested_factorization():
     model = MLP([30, 40, 5], seed=1)
     factorize(model, "layers.0", 12)
-    factorize(model, "layers.0.1", 6)  # 40 x 12 factor split again
+    factorize(model, "layers.0.1", 6, split_view="factors")  # 40 x 12 factor split again
     edits = structural_edits(model)
     assert edits == [{"name": "layers.0", "kind": "linear", "rank": 12},
                      {"name": "layers.0.1", "kind": "linear", "rank": 6}]
@@ -428,10 +452,13 @@ def test_layer_names_select_factors_at_later_events():
     model = nn.Sequential(nn.Linear(400, 200), nn.ReLU(), nn.Linear(200, 100))
     with torch.no_grad():
         model[0].weight.copy_(W)
-    pol = PrunePolicy(gof=None, keep_fraction=0.5, layers=["0"], min_rank=1)
+    pol = PrunePolicy(gof=None, keep_fraction=0.5, layers=["0"], split_view="factors")
     prune_model(model, pol)
     rep = prune_model(model, pol)
     assert set(rep.layers.name) == {"0.0", "0.1"}
+    # the default view reads the pair as one layer, the product W2 W1
+    rep = prune_model(model, PrunePolicy(gof=None, keep_fraction=0.5, layers=["0"]))
+    assert set(rep.layers.name) == {"0"}
 
 
 def test_selector_error_raises_before_any_change():
@@ -446,3 +473,132 @@ def test_selector_error_raises_before_any_change():
                                          keep_fraction=0.0, min_rank=1, layers=["2.0"]))
     row = rep.layers.iloc[0]
     assert row.action == "factorize" and row.rank_after == max(row.spikes, 1)
+
+
+# ------------------------------------------------------------------ selectors, BEMA options
+
+
+def _geometric(m=60, n=80, seed=7):
+    g = torch.Generator().manual_seed(seed)
+    U, _ = torch.linalg.qr(torch.randn(m, m, generator=g))
+    V, _ = torch.linalg.qr(torch.randn(n, m, generator=g))
+    return (U * torch.logspace(1, -3, m)) @ V.T
+
+
+def test_gof_gates_only_bema_other_selectors_have_their_own_check():
+    W = _geometric()
+    rep = prune_model(_single(W), PrunePolicy(gof=0.1, head=None, keep_fraction=0.0))
+    assert rep.layers.iloc[0].action == "skipped" and "goodness of fit" in rep.layers.iloc[0].reason
+    for sel, opts in (("gavish_donoho", {}), ("energy", {"t": 0.99})):
+        rep = prune_model(_single(W), PrunePolicy(selector=sel, selector_opts=opts, gof=0.1,
+                                                  head=None, keep_fraction=0.0))
+        row = rep.layers.iloc[0]
+        assert row.action != "skipped" and pd.isna(row.accepted), (sel, row.reason)
+        from rmtlib.rank import select_rank
+
+        assert row.keep == max(select_rank(W.double().numpy(), sel, **opts).rank, 1)
+    # a selector that cannot handle one layer leaves that layer alone, with its message
+    model = nn.Sequential(nn.Linear(40, 30), nn.ReLU(), nn.Linear(30, 6))
+    rep = prune_model(model, PrunePolicy(selector="screenot", selector_opts={"k": 8}, head=None,
+                                         keep_fraction=0.0))
+    d = rep.layers.set_index("name")
+    assert d.loc["0", "action"] != "skipped"
+    assert d.loc["2", "action"] == "skipped" and "screenot is not applicable" in d.loc["2", "reason"]
+
+
+def test_bema_alpha_beta_through_the_policy():
+    W = _planted(200, 400, ranks=(40.0, 30.0, 3.2))
+    from rmtlib.bema import fit_bema
+
+    for beta in (0.01, 0.5):
+        rep = prune_model(_single(W), PrunePolicy(beta=beta, alpha=0.25, head=None,
+                                                  keep_fraction=0.0))
+        fit = fit_bema(W.double().numpy(), alpha=0.25, beta=beta)
+        row = rep.layers.iloc[0]
+        assert row.spikes == fit.n_spikes
+        assert row.lambda_plus == pytest.approx(fit.lambda_plus, rel=1e-9, abs=0)
+    with pytest.raises(ValueError, match="PrunePolicy\\(alpha"):
+        PrunePolicy(selector_opts={"alpha": 0.3})
+    with pytest.raises(ValueError, match="unknown option"):
+        PrunePolicy(selector="energy", selector_opts={"k": 3})
+
+
+def test_random_bulk_is_deterministic_under_the_seed():
+    def run(seed=None, policy_seed=None):
+        model = MLP([50, 60, 40, 5], seed=0)
+        prune_model(model, PrunePolicy(action="random_bulk", gof=None, keep_fraction=0.3,
+                                       seed=policy_seed), seed=seed, epoch=2)
+        return [p.detach().clone() for p in model.parameters()]
+
+    a, b = run(), run()
+    assert all(torch.equal(x, y) for x, y in zip(a, b))  # default seed 0: reproducible
+    c = run(seed=5)
+    assert all(torch.equal(x, y) for x, y in zip(c, run(seed=5)))
+    assert not all(torch.equal(x, y) for x, y in zip(a, c))
+    d = run(seed=9, policy_seed=5)  # the policy's own seed wins
+    assert all(torch.equal(x, y) for x, y in zip(c, d))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_weights_are_analysed_in_float32_or_64_and_written_back_in_their_dtype(dtype):
+    base = MLP([80, 120, 10], seed=3)
+    ref = copy.deepcopy(base)
+    half = copy.deepcopy(base).to(dtype)
+    ref_half_weights = copy.deepcopy(base).to(dtype).float()  # the rounded weights, in float32
+    rep_h = prune_model(half, PrunePolicy(gof=None, keep_fraction=0.3))
+    rep_r = prune_model(ref_half_weights, PrunePolicy(gof=None, keep_fraction=0.3))
+    assert all(p.dtype == dtype for p in half.parameters())
+    assert list(rep_h.layers.rank_after) == list(rep_r.layers.rank_after)
+    for col in ("sigma2", "lambda_plus"):
+        for a, b in zip(rep_h.layers[col], rep_r.layers[col]):
+            assert a == pytest.approx(b, rel=1e-9, abs=0)  # same eigenvalues: no half-precision solve
+    x = torch.rand(3, 80)
+    tol = 2e-2 if dtype == torch.float16 else 1e-1
+    torch.testing.assert_close(half(x.to(dtype)).float(), ref_half_weights(x), atol=tol, rtol=tol)
+    del ref
+
+
+def test_first_pass_uses_eigenvalues_only_and_vectors_only_for_edited_layers(monkeypatch):
+    import rmtlib.prune as P
+
+    calls = []
+    real = P.decompose
+    monkeypatch.setattr(P, "decompose", lambda m: calls.append(tuple(m.shape)) or real(m))
+    W = _geometric()
+    model = nn.Sequential(nn.Linear(80, 60), nn.ReLU(), nn.Linear(60, 70), nn.ReLU(),
+                          nn.Linear(70, 10))
+    with torch.no_grad():
+        model[0].weight.copy_(W)  # rejected by the GoF test: never decomposed
+    rep = prune_model(model, PrunePolicy())
+    d = rep.layers.set_index("name")
+    assert d.loc["0", "action"] == "skipped" and d.loc["4", "action"] == "skipped"
+    assert calls == [(70, 60)]  # only layer "2" was edited
+
+
+def test_report_round_trips_as_plain_data():
+    model = _nested()
+    rep = prune_model(model, PrunePolicy(gof=None, keep_fraction=0.3))
+    data = rep.to_dict()
+    import json
+
+    json.dumps(data)  # plain data
+    back = PruneReport.from_dict(data)
+    assert back.params_after == rep.params_after and back.edits == rep.edits
+    assert list(back.layers.name) == list(rep.layers.name)
+    assert back.skipped == rep.skipped and set(rep.skipped) == {"0.0.dw", "0.0.up", "3"}
+    with pytest.raises(ValueError, match="PruneReport"):
+        PruneReport.from_dict({"layers": 3})
+
+
+def test_shrink_of_a_split_pair_scales_its_values_in_place():
+    W = _planted(100, 150, dtype=torch.float64)
+    model = _single(W)
+    factorize(model, "0", 40)
+    P = (model[0][1].weight @ model[0][0].weight).detach()
+    s = np.linalg.svd(P.numpy(), compute_uv=False)
+    w0 = model[0][0].weight
+    edit = shrink(model, "0", threshold=float(s[5]), factor=0.5)
+    assert model[0][0].weight is w0 and edit.rank_after == 5
+    s2 = np.linalg.svd((model[0][1].weight @ model[0][0].weight).detach().numpy(), compute_uv=False)
+    expected = np.sort(np.where(s[:40] <= s[5], 0.5 * s[:40], s[:40]))[::-1]
+    np.testing.assert_allclose(s2[:40], expected, rtol=1e-8)

@@ -157,21 +157,25 @@ def test_analyze_taps_pools_per_tap_spectra():
 
 def test_list_layers_names():
     model = Custom()
-    names = [n for n, _, r in list_layers(model) if r is None]
+    names = [la.name for la in list_layers(model) if la.ok]
     assert names == ["stem.0", "head.1.0"]
 
 
 def test_other_layer_types_are_listed_with_reasons_and_never_crash():
+    import torch.nn.utils.prune  # noqa: F401 - registers nn.utils.prune
     from torch.nn.utils.parametrizations import weight_norm
 
     from rmtlib.prune import PrunePolicy, prune_model
 
-    model = nn.Sequential(weight_norm(nn.Linear(30, 40)), nn.LSTM(40, 20),
-                          nn.MultiheadAttention(16, 2), nn.Conv1d(3, 4, 3), nn.Embedding(5, 6),
-                          nn.ConvTranspose2d(4, 6, 3), nn.Linear(40, 30))
-    expected = {"0": "parametrized", "1": "LSTM", "2": "MultiheadAttention",
-                "2.out_proj": "subclasses nn.Linear", "3": "Conv1d", "4": "Embedding",
-                "5": "transposed convolution"}
+    legacy = nn.Linear(30, 40)
+    with pytest.warns(FutureWarning):
+        nn.utils.weight_norm(legacy)
+    pruned = nn.Conv2d(4, 8, 3)
+    nn.utils.prune.l1_unstructured(pruned, "weight", 0.3)
+    model = nn.Sequential(weight_norm(nn.Linear(30, 40)), nn.LSTM(40, 20), legacy, pruned,
+                          nn.Embedding(5, 6), nn.ConvTranspose2d(4, 6, 3), nn.Linear(40, 30))
+    expected = {"0": "parametrized", "1": "LSTM", "2": "WeightNorm", "3": "L1Unstructured",
+                "4": "Embedding", "5": "transposed convolution"}
     for df in (analyze(model), prune_model(model, PrunePolicy(gof=None)).layers):
         d = df.set_index("name")
         assert list(d.index) == [*expected, "6"]

@@ -368,11 +368,12 @@ def test_paper1_recipes_follow_the_authors_and_the_corrections():
         assert torch.equal(a, b)
     (cb1,), (cb2,) = exact.callbacks(), corrected.callbacks()
     assert (cb1.when, cb1.start_epoch, cb1.optimizer) == ("before_epoch", 1, "rebuild")
-    assert (cb2.when, cb2.start_epoch, cb2.optimizer) == ("before_epoch", 2, "keep")
+    assert (cb2.when, cb2.start_epoch, cb2.optimizer) == ("after_epoch", 1, "keep")
+    assert (cb1.policy.split_view, cb2.policy.split_view) == ("factors", "product")
     for cb, exact_flag in ((cb1, True), (cb2, False)):
         pol = cb.policy
         assert pol.paper_exact is exact_flag and pol.keep_fraction == 0.45 and pol.gof == 0.1
-        assert pol.action == "factorize" and pol.selector_opts == {"alpha": 0.2, "beta": 0.1}
+        assert pol.action == "factorize" and (pol.alpha, pol.beta) == (0.2, 0.1)
     assert exact.callbacks()[0] is not cb1  # fresh callbacks per run
     plain = paper1_recipe("corrected")
     assert plain.callbacks() == () and plain.tags == {"variant": "corrected", "arm": "unpruned"}

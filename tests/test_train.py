@@ -115,12 +115,28 @@ def test_bad_arguments():
         RMTPruning(when="sometimes")
 
 
+def test_rmt_pruning_defaults_are_the_corrected_schedule():
+    cb = RMTPruning()
+    assert (cb.when, cb.optimizer, cb.start_epoch, cb.every) == ("after_epoch", "keep", 1, 1)
+    assert cb.policy.split_view == "product" and not cb.policy.paper_exact
+    exact = RMTPruning.paper_exact(PrunePolicy(keep_fraction=0.3))
+    assert (exact.when, exact.optimizer, exact.start_epoch) == ("before_epoch", "rebuild", 1)
+    assert exact.policy.split_view == "factors" and exact.policy.paper_exact
+    assert exact.policy.keep_fraction == 0.3
+    model, h = _run(callbacks=[RMTPruning(PrunePolicy(gof=None, keep_fraction=0.3))], epochs=2)
+    # the first prune sees trained weights: after epoch 1, recorded in epoch 1's row
+    assert [ev["epoch"] for ev in h.events] == [1, 2]
+    assert {ev["when"] for ev in h.events} == {"after_epoch"}
+    assert set(h.events_frame().name) >= {"layers.0"} and "layers.0.0" not in set(h.events_frame().name)
+
+
 def test_rmt_pruning_paper_schedule_prunes_initialisation_before_epoch_1():
     cb = RMTPruning(PrunePolicy(gof=None), every=2)
     assert [e for e in range(1, 8) if cb.due(e)] == [1, 3, 5, 7]
     assert [e for e in range(1, 10) if RMTPruning(every=3, start_epoch=2, stop_epoch=6).due(e)] \
         == [2, 5]
-    model, h = _run(callbacks=[RMTPruning(PrunePolicy(gof=None, keep_fraction=0.3))], epochs=2)
+    model, h = _run(callbacks=[RMTPruning.paper_exact(PrunePolicy(gof=None, keep_fraction=0.3))],
+                    epochs=2)
     assert list(h.frame.pruned) == [False, True, True]
     ev = h.events[0]
     assert ev["epoch"] == 1 and ev["when"] == "before_epoch"
@@ -218,3 +234,158 @@ def test_checkpoint_of_pruned_conv_model(tmp_path):
     load_checkpoint(tmp_path / "cnn.pt", fresh)
     model.eval(), fresh.eval()
     torch.testing.assert_close(fresh(x), model(x))
+
+
+# ------------------------------------------------------------------ devices
+
+
+def test_resolve_device_rules():
+    from rmtlib.train import resolve_device
+
+    model = MLP([4, 3])
+    assert resolve_device(None, model) == torch.device("cpu")
+    assert resolve_device(None) == torch.device("cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    auto = resolve_device("auto")
+    assert auto.type == ("cuda" if torch.cuda.is_available() else auto.type)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="not available"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError, match="device"):
+        resolve_device("tpu")
+    with pytest.raises(TypeError, match="device"):
+        resolve_device(3)
+
+
+def test_fit_with_explicit_cpu_device_equals_the_default():
+    _, h1 = _run(seed=2)
+    _, h2 = _run(seed=2, device="cpu")
+    pd.testing.assert_frame_equal(_comparable(h1), _comparable(h2))
+    if not torch.cuda.is_available():
+        _, h3 = _run(seed=2, device="auto")
+        pd.testing.assert_frame_equal(_comparable(h1), _comparable(h3))
+
+
+# ------------------------------------------------------------------ input checks
+
+
+def test_training_inputs_are_checked_before_training():
+    model = MLP([60, 80, 4], seed=0)
+    x = TRAIN[0].clone()
+    x[3, 5] = float("nan")
+    with pytest.raises(ValueError, match="non-finite values .* in 1 of its"):
+        fit(model, (x, TRAIN[1]), epochs=1, lr=0.1, progress=False)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 4\).*from 1 to 7"):
+        fit(model, (TRAIN[0], TRAIN[1] * 2 + 1), epochs=1, lr=0.1, progress=False)
+    with pytest.raises(ValueError, match="test: labels"):
+        fit(model, TRAIN, (TEST[0], -TEST[1] - 1), epochs=1, lr=0.1, progress=False)
+    with pytest.raises(ValueError, match="cannot be applied to inputs of shape"):
+        fit(model, (TRAIN[0][:, :50], TRAIN[1]), epochs=1, lr=0.1, progress=False)
+
+
+def test_penalties_equal_the_explicit_loss_terms():
+    import torch.nn.functional as F
+
+    l1, l2 = 1e-3, 5e-3
+    model = MLP([60, 80, 4], seed=0)
+    ref = MLP([60, 80, 4], seed=0)
+    fit(model, TRAIN, epochs=1, batch_size=32, lr=0.05, l1=l1, l2=l2, seed=4, progress=False)
+    opt = torch.optim.SGD(ref.parameters(), lr=0.05, momentum=0.9)
+    perm = torch.randperm(len(TRAIN[0]), generator=torch.Generator().manual_seed(4))
+    for i in range(0, len(perm), 32):
+        idx = perm[i:i + 32]
+        loss = F.cross_entropy(ref(TRAIN[0][idx]), TRAIN[1][idx])
+        loss = loss + l1 * sum(p.abs().sum() for p in ref.parameters()) \
+            + l2 * sum(p.pow(2).sum() for p in ref.parameters())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for a, b in zip(model.parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+# ------------------------------------------------------------------ resumable checkpoints
+
+
+def _resumable(tmp_path, epochs, resume=False, name="run.pt"):
+    model = PaperCNN(channels=[1, 4, 6], fc=[16, 3], input_size=(10, 10), seed=1)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(64, 1, 10, 10, generator=g), torch.randint(0, 3, (64,), generator=g)
+    cb = RMTPruning(PrunePolicy(gof=None, keep_fraction=0.5, action="random_bulk"))
+    h = fit(model, (x, y), (x, y), epochs=epochs, batch_size=16, lr=0.01, l2=1e-4, seed=3,
+            callbacks=[cb], progress=False, checkpoint=tmp_path / name, resume=resume)
+    return model, h
+
+
+def test_a_resumed_run_equals_the_uninterrupted_one(tmp_path):
+    full, h_full = _resumable(tmp_path, 4, name="full.pt")
+    _resumable(tmp_path, 2)
+    resumed, h_res = _resumable(tmp_path, 4, resume=True)
+    pd.testing.assert_frame_equal(_comparable(h_full), _comparable(h_res))
+    assert [e["epoch"] for e in h_res.events] == [1, 2, 3, 4]
+    pd.testing.assert_frame_equal(h_full.events_frame().drop(columns="seconds"),
+                                  h_res.events_frame().drop(columns="seconds"))
+    for a, b in zip(full.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
+    payload = torch.load(tmp_path / "run.pt", weights_only=True)
+    assert payload["training"]["epoch"] == 4 and "optimizer" in payload["training"]
+    with pytest.raises(CheckpointExistsError, match="resume=True"):
+        _resumable(tmp_path, 4)
+    model = PaperCNN(channels=[1, 4, 6], fc=[16, 3], input_size=(10, 10), seed=1)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(64, 1, 10, 10, generator=g), torch.randint(0, 3, (64,), generator=g)
+    with pytest.raises(ValueError, match="other settings"):
+        fit(model, (x, y), epochs=5, batch_size=8, lr=0.01, l2=1e-4, seed=3, progress=False,
+            checkpoint=tmp_path / "run.pt", resume=True)
+    with pytest.raises(ValueError, match="needs the checkpoint path"):
+        fit(model, (x, y), epochs=1, lr=0.01, progress=False, resume=True)
+
+
+def test_corrupted_or_foreign_files_give_a_clear_error_naming_them(tmp_path):
+    model = MLP([60, 80, 4], seed=0)
+    good = save_checkpoint(model, tmp_path / "good.pt")
+    data = good.read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    (tmp_path / "junk.pt").write_bytes(b"\x00garbage" * 10)
+    torch.save(model.state_dict(), tmp_path / "state.pt")
+    torch.save(model, tmp_path / "whole.pt")
+    for name, words in (("cut.pt", "not a readable torch file"), ("junk.pt", "not a readable"),
+                        ("state.pt", "not an rmtlib checkpoint"), ("whole.pt", "pickled")):
+        with pytest.raises(ValueError, match=words) as info:
+            load_checkpoint(tmp_path / name, MLP([60, 80, 4]))
+        assert name in str(info.value)
+    with pytest.raises(ValueError, match="does not match the architecture"):
+        load_checkpoint(good, MLP([60, 81, 4]))
+
+
+def test_load_model_from_checkpoints_and_state_dicts(tmp_path):
+    from rmtlib.train import load_model
+
+    model = MLP([60, 80, 4], seed=0)
+    factorize(model, "layers.0", 9)
+    save_checkpoint(model, tmp_path / "m.pt", note="x")
+    loaded, info = load_model(tmp_path / "m.pt")
+    assert info["kind"] == "checkpoint" and info["meta"] == {"note": "x"}
+    x = TEST[0][:5]
+    torch.testing.assert_close(loaded(x), model(x))
+    plain = MLP([60, 80, 4], seed=1)
+    torch.save(plain.state_dict(), tmp_path / "s.pt")
+    loaded, info = load_model(tmp_path / "s.pt", "rmtlib.models:MLP",
+                              arch_kwargs={"dims": [60, 80, 4]})
+    assert info["kind"] == "state_dict"
+    torch.testing.assert_close(loaded(x), plain(x))
+    with pytest.raises(ValueError, match="plain state_dict"):
+        load_model(tmp_path / "s.pt")
+    bare = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    save_checkpoint(bare, tmp_path / "bare.pt")
+    with pytest.raises(ValueError, match="without a recorded architecture"):
+        load_model(tmp_path / "bare.pt")
+
+
+def test_predict_returns_outputs_where_the_inputs_are():
+    from rmtlib.train import predict
+
+    model = MLP([60, 80, 4], seed=0)
+    out = predict(model, TEST[0], batch_size=7, device="cpu")
+    assert out.device == TEST[0].device and out.shape == (len(TEST[0]), 4)
+    torch.testing.assert_close(out, model.eval()(TEST[0]))

@@ -7,7 +7,7 @@
     with random labels).  Trains epochs of :func:`rmtlib.train.fit` (training time only),
     then times one pruning event of the default policy (BEMA, GoF cutoff 0.1, keep the
     spikes + 45% of the bulk, factorize) on copies of the trained model, alternating
-    epochs and events so both see the same load of a shared machine.  ``ratio`` =
+    epochs and events so both see the same load of a shared machine (one torch thread).  ``ratio`` =
     median over rounds of event time / epoch time (target <= 0.05).  ``prune_cold_seconds``
     is the first event in the process, which also pays one-time costs (the Tracy--Widom
     quantile and the MP quantiles of each new shape are cached afterwards);
@@ -27,6 +27,7 @@ import time
 import torch
 from torch import nn
 
+from .._threads import torch_threads
 from ..linalg import gram_eigenvalues
 from ..models import MLP
 from ..prune import PrunePolicy, prune_model
@@ -37,7 +38,9 @@ from ._timing import median_time
 __all__ = ["bench_analyze_4096", "bench_prune_event_vs_epoch"]
 
 
-def _training_data():
+def training_data():
+    """``((x, y), source)``: MNIST's training set if ``$RMTLIB_DATA`` is set, else 60,000 uniform
+    random 28x28 images with random labels."""
     if os.environ.get("RMTLIB_DATA"):
         from ..data import load_dataset
 
@@ -56,7 +59,12 @@ def bench_prune_event_vs_epoch(quick: bool = False) -> dict:
     epoch, then the median of several events on copies of the model just trained), so
     both see the same machine load; ``ratio`` is the median of the per-round ratios.
     """
-    train, source = _training_data()
+    with torch_threads(1):  # one thread: stable timings on a shared machine
+        return _prune_event_vs_epoch(quick)
+
+
+def _prune_event_vs_epoch(quick: bool) -> dict:
+    train, source = training_data()
     model = MLP([784, 1000, 10], seed=0)
     policy = PrunePolicy()  # BEMA, gof 0.1, keep spikes + 45% of the bulk, factorize
 
