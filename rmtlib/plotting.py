@@ -797,6 +797,9 @@ def flipped_points(X, before, after, group=None, ax=None, *, title: str | None =
                 ax.scatter(X[sel, 0], X[sel, 1], s=10 if name == "unchanged" else 22,
                            marker=markers[int(g) % 4], color=color, lw=0,
                            label=f"{name} ({int(sel.sum())}{', group ' + str(g) if len(np.unique(group)) > 1 else ''})")
+    return _finish(ax, xlabel, ylabel, title, legend_loc)
+
+
 # -- paper 2: the pruning theorem ----------------------------------------------------------
 def band_plot(series, ax=None, *, theory=None, hlines=None, xlabel: str = "x",
               ylabel: str = "y", title: str | None = None, logx: bool = False,
