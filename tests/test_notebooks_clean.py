@@ -172,3 +172,47 @@ def test_sidebar_has_no_chapter_under_a_caption_of_the_same_name():
             if (REPO / f"{chapter['file']}.md").is_file():
                 assert title(chapter).casefold() != part["caption"].casefold(), \
                     f"_toc.yml: {chapter['file']} is listed under its own caption {part['caption']!r}"
+
+
+def _key_figures_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("key_figures", REPO / "book" / "_ext" / "key_figures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_landing_page_figures_and_links_name_existing_runs():
+    kf = _key_figures_module()
+    index = (REPO / "book" / "index.md").read_text()
+    figures = kf.PATTERN.findall(index)
+    assert len(figures) >= 4, "the key findings show one figure per reproduced part"
+    for rel, name in figures:
+        source = (LAYOUT.notebooks / f"{rel}.ipynb").read_text()
+        assert re.search(r"run\.savefig\([^)]*\\\"" + re.escape(name) + r"\\\"", source), \
+            f"book/index.md shows {rel}/{name}.png but notebooks/{rel}.ipynb saves no figure {name!r}"
+    for rel in set(re.findall(r"\{glue:text\}`executed/([\w/]+)\.ipynb::", index)):
+        assert (LAYOUT.notebooks / f"{rel}.ipynb").is_file(), f"book/index.md glues from {rel}"
+    assert index.index("## Key findings") < index.index("## What the book covers")
+    assert "Not reproduced yet" in index, "parts not reproduced yet say so on the landing page"
+
+
+def test_key_figure_extraction(tmp_path):
+    import base64
+
+    kf = _key_figures_module()
+    png = b"\x89PNG\r\n\x1a\nfake"
+    cell = {"cell_type": "code", "source": ['fig = plot()\n', 'run.savefig(fig, "curve")'],
+            "outputs": [{"output_type": "display_data",
+                         "data": {"image/png": base64.b64encode(png).decode()}}]}
+    other = {"cell_type": "code", "source": ['run.savefig(fig, "curve2")'], "outputs": []}
+    (tmp_path / "executed" / "part").mkdir(parents=True)
+    (tmp_path / "executed" / "part" / "nb.ipynb").write_text(json.dumps({"cells": [other, cell]}))
+    page = tmp_path / "index.md"
+    page.write_text("![a](executed/_key_figures/part/nb/curve.png)\n")
+    (written,) = kf.extract(tmp_path, page)
+    assert written == tmp_path / "executed" / "_key_figures" / "part" / "nb" / "curve.png"
+    assert written.read_bytes() == png
+    assert kf.figure_png(tmp_path / "executed" / "part" / "nb.ipynb", "curve2") is None
+    assert kf.figure_png(tmp_path / "executed" / "part" / "nb.ipynb", "curv") is None
