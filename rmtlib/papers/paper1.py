@@ -113,6 +113,14 @@ def _check_run(run) -> None:
         raise ArgumentTypeError(f"run must be an rmtlib.results.Run, got {describe(run)}")
 
 
+def _log_per_variant(run, frame: pd.DataFrame, docs: Mapping[str, str]) -> None:
+    """``run.log(column, per-variant seed records of frame[column], doc)`` for each
+    ``column: doc`` of ``docs``."""
+    for column, doc in docs.items():
+        run.log(column, record_tree(frame, column, ["variant"]),
+                doc=f"{doc.rstrip()}; per variant and seed")
+
+
 def _variant_label(variant: str) -> str:
     return variant.replace("_", "-")
 
@@ -402,17 +410,14 @@ def record_rank_sweep(run, sweep: pd.DataFrame, summary: pd.DataFrame, *, ref: M
     run.log("acc_vs_k_sd", {v: g[["k", "std"]].values.tolist() for v, g in by},
             doc="sample sd (ddof = 1) over seeds of the rank-k accuracy, [k, sd] pairs per "
                 "variant (%)")
-    run.log("full_rank_acc", record_tree(summary, "full_rank_acc", ["variant"]),
-            doc="test accuracy of the untruncated network, per variant and seed (%)")
-    run.log("acc_at_predicted_rank", record_tree(summary, "acc_at_predicted_rank", ["variant"]),
-            doc=f"test accuracy with {layer} truncated to its predicted rank (authors' "
-                "definition, see the spectra run), per variant and seed (%)")
-    run.log("gap_at_predicted_rank", record_tree(summary, "gap_at_predicted_rank", ["variant"]),
-            doc="full-rank accuracy minus the accuracy at the predicted rank, per variant and "
-                "seed (percentage points)")
-    run.log("k_within_half_point", record_tree(summary, "k_within_half_point", ["variant"]),
-            doc="smallest k of the sweep whose accuracy is within 0.5 percentage points of "
-                "the full-rank accuracy, per variant and seed (count)")
+    _log_per_variant(run, summary, {
+        "full_rank_acc": "test accuracy of the untruncated network (%)",
+        "acc_at_predicted_rank": f"test accuracy with {layer} truncated to its predicted rank "
+                                 "(authors' definition, see the spectra run) (%)",
+        "gap_at_predicted_rank": "full-rank accuracy minus the accuracy at the predicted rank "
+                                 "(percentage points)",
+        "k_within_half_point": "smallest k of the sweep whose accuracy is within 0.5 "
+                               "percentage points of the full-rank accuracy (count)"})
 
     def stat(v, col, digits=2):
         d = summary[summary.variant == v][col]
@@ -536,12 +541,12 @@ def record_pruning(run, history: pd.DataFrame, study, recipes: Sequence[Recipe],
     first = done.sort_values("epoch", kind="stable").drop_duplicates(["recipe", "seed"])
     first = first[first.name == "layers.0"]
     first = first.assign(variant=_variant_of(first, recipes))
-    run.log("first_prune_rank", record_tree(first, "rank_after", ["variant"]),
-            doc="rank kept in layer 1 at its first prune (compare the authors' widths in "
-                "reference_values.yml), per variant and seed (count)")
-    run.log("first_prune_epoch", record_tree(first, "epoch", ["variant"]),
-            doc="epoch at which layer 1 was first pruned (paper_exact: before that epoch's "
-                "training; corrected: after it), per variant and seed")
+    _log_per_variant(run, first.rename(columns={"rank_after": "first_prune_rank",
+                                                "epoch": "first_prune_epoch"}), {
+        "first_prune_rank": "rank kept in layer 1 at its first prune (compare the authors' "
+                            "widths in reference_values.yml) (count)",
+        "first_prune_epoch": "epoch at which layer 1 was first pruned (paper_exact: before "
+                             "that epoch's training; corrected: after it)"})
     lost = lost_classes(study.models, test, threshold=50.0).merge(
         study.frame[["recipe", "variant"]].drop_duplicates(), on="recipe")
     run.log("lost_classes", record_tree(lost, "n_lost", ["variant"]),
