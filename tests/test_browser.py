@@ -109,10 +109,10 @@ def sidebar_problems(page) -> list[str]:
                 for caption, items in parts for item in items
                 if item.casefold() == caption.casefold()
                 or item.split(". ", 1)[-1].casefold() == caption.casefold()]
-    texts = page.eval_on_selector_all("nav.bd-docs-nav a.reference.internal",
-                                      "links => links.map(a => a.textContent.trim())")
-    problems += [f"{t!r} is listed {texts.count(t)} times" for t in sorted(set(texts))
-                 if texts.count(t) > 1]
+    hrefs = page.eval_on_selector_all("nav.bd-docs-nav a.reference.internal",
+                                      "links => links.map(a => a.href.split('#')[0])")
+    problems += [f"{h} is listed {hrefs.count(h)} times" for h in sorted(set(hrefs))
+                 if hrefs.count(h) > 1]
     if not parts:
         problems.append("the sidebar has no captions")
     return problems
@@ -222,3 +222,29 @@ def check_reader_first(base: str, results, screenshots) -> list[str]:
 def test_pages_are_reader_first(served_book, built_book, tmp_path):
     problems = check_reader_first(served_book, built_book.root / "results" / "quick", tmp_path)
     assert not problems, "\n".join(problems)
+
+
+def test_reader_first_checks_catch_a_bad_page(tmp_path):
+    """The checks above fail on a page with sideways-scrolling code shown before any prose, and
+    on a sidebar listing a chapter under its own caption (so they can fail)."""
+    from playwright.sync_api import sync_playwright
+
+    long = "x = " + "1 + " * 80 + "1"
+    bad = f"""<html><body><nav class="bd-docs-nav"><p class="caption">Theory</p>
+        <ul><li><a class="reference internal" href="a.html">Theory</a></li>
+            <li><a class="reference internal" href="a.html">Again</a></li></ul></nav>
+        <article style="width: 700px"><div class="cell"><div class="cell_input">
+        <pre style="white-space: pre; overflow-x: auto">{long}</pre></div></div>
+        <p>{"Prose that comes after the code on this page. " * 3}</p></article></body></html>"""
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=_chromium(), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
+            page.set_content(bad)
+            problems = page_problems(page)
+            sidebar = sidebar_problems(page)
+        finally:
+            browser.close()
+    assert any("scrolls sideways" in p for p in problems), problems
+    assert any("code before the first prose" in p for p in problems), problems
+    assert any("same name" in p for p in sidebar) and any("listed 2 times" in p for p in sidebar)
