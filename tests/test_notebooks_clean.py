@@ -89,3 +89,130 @@ def test_every_citation_is_in_the_bibliography():
     assert cited, "no citation found"
     assert cited <= keys, f"cited but not in book/references.bib: {sorted(cited - keys)}"
     assert keys <= cited, f"in book/references.bib but never cited: {sorted(keys - cited)}"
+
+
+# --- Layout (CONTRIBUTING.md, "Notebooks"; issue 8, items 2 and 3) ------------------------------
+
+MAX_LINE = 88          # visible code lines fit the page (tests/test_browser.py checks 1400 px)
+MAX_CELL_LINES = 30    # one screen of visible code per cell
+HIDDEN = {"remove-cell", "remove-input"}
+BOOKKEEPING = re.compile(r"(?<![\w.])(glue|run\.log|run\.text)\(")
+
+
+def _visible_code(nb):
+    """(index, source) of the code cells whose code the rendered page shows (hide-input is
+    shown behind a toggle, so it counts)."""
+    return [(i, c.source) for i, c in enumerate(nb.cells) if c.cell_type == "code"
+            and not HIDDEN & set(c.metadata.get("tags", []))]
+
+
+# status/runs.ipynb belongs to the runner's rewrite of issue 8 (another branch): it must adopt the
+# layout there; until then its failure is reported (xfail), not hidden.
+PENDING_LAYOUT = {"status/runs.ipynb": "run-status page: layout pending on the runner's branch"}
+
+
+def _layout_params(paths):
+    return [pytest.param(p, marks=pytest.mark.xfail(reason=PENDING_LAYOUT[i], strict=False))
+            if i in PENDING_LAYOUT else p for p, i in zip(paths, _ids(paths))]
+
+
+@pytest.mark.parametrize("path", _layout_params(NOTEBOOKS), ids=_ids(NOTEBOOKS))
+def test_notebook_follows_the_layout(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), \
+        f"{path}: the first cell is the markdown title and what the page shows"
+    tags = set(code[0][1].metadata.get("tags", []))
+    assert "parameters" in tags and tags & {"hide-input", "remove-cell"}, \
+        f"{path}: the first code cell is the parameters cell, tagged parameters and hide-input"
+    setup = code[1][1]
+    assert (HIDDEN | {"hide-input"}) & set(setup.metadata.get("tags", [])), \
+        f"{path}: the setup cell (imports, Run, seed) is tagged remove-cell or remove-input"
+    problems = []
+    for i, source in _visible_code(nb):
+        lines = source.splitlines()
+        problems += [f"cell {i}, line {n + 1}: {len(line)} > {MAX_LINE} characters"
+                     for n, line in enumerate(lines) if len(line) > MAX_LINE]
+        if i != code[0][0] and len(lines) > MAX_CELL_LINES:
+            problems.append(f"cell {i}: {len(lines)} visible code lines > {MAX_CELL_LINES} "
+                            "(move the computation into a tested library function)")
+        problems += [f"cell {i}, line {n + 1}: bookkeeping ({m.group(1)}) in a visible cell; "
+                     "record in a library function or a cell tagged remove-cell"
+                     for n, line in enumerate(lines) for m in [BOOKKEEPING.search(line)] if m]
+    assert not problems, f"{path}:\n" + "\n".join(problems)
+
+
+def test_layout_check_catches_a_bad_notebook(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# T"),
+                nbformat.v4.new_code_cell("seed = 0", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("x = 1  " + "#" * 90),
+                nbformat.v4.new_code_cell("run.log('k', 1, doc='d')")]
+    found = _visible_code(nb)
+    assert [i for i, _ in found] == [1, 2, 3]
+    assert any(len(line) > MAX_LINE for _, s in found for line in s.splitlines())
+    assert BOOKKEEPING.search(found[-1][1]) and not BOOKKEEPING.search("paper1.record_run(x)")
+    path = tmp_path / "bad.ipynb"
+    nbformat.write(nb, path)
+    with pytest.raises(AssertionError, match="hide-input"):
+        test_notebook_follows_the_layout(path)
+
+
+def test_sidebar_has_no_chapter_under_a_caption_of_the_same_name():
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
+
+    def title(entry):
+        if "title" in entry:
+            return entry["title"]
+        text = (REPO / f"{entry['file']}.md").read_text()
+        return next(line[2:].strip() for line in text.splitlines() if line.startswith("# "))
+
+    for part in toc["parts"]:
+        for chapter in part["chapters"]:
+            if (REPO / f"{chapter['file']}.md").is_file():
+                assert title(chapter).casefold() != part["caption"].casefold(), \
+                    f"_toc.yml: {chapter['file']} is listed under its own caption {part['caption']!r}"
+
+
+def _key_figures_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("key_figures", REPO / "book" / "_ext" / "key_figures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_landing_page_figures_and_links_name_existing_runs():
+    kf = _key_figures_module()
+    index = (REPO / "book" / "index.md").read_text()
+    figures = kf.PATTERN.findall(index)
+    assert len(figures) >= 4, "the key findings show one figure per reproduced part"
+    for rel, name in figures:
+        source = (LAYOUT.notebooks / f"{rel}.ipynb").read_text()
+        assert re.search(r"run\.savefig\([^)]*\\\"" + re.escape(name) + r"\\\"", source), \
+            f"book/index.md shows {rel}/{name}.png but notebooks/{rel}.ipynb saves no figure {name!r}"
+    for rel in set(re.findall(r"\{glue:text\}`executed/([\w/]+)\.ipynb::", index)):
+        assert (LAYOUT.notebooks / f"{rel}.ipynb").is_file(), f"book/index.md glues from {rel}"
+    assert index.index("## Key findings") < index.index("## What the book covers")
+    assert "Not reproduced yet" in index, "parts not reproduced yet say so on the landing page"
+
+
+def test_key_figure_extraction(tmp_path):
+    import base64
+
+    kf = _key_figures_module()
+    png = b"\x89PNG\r\n\x1a\nfake"
+    cell = {"cell_type": "code", "source": ['fig = plot()\n', 'run.savefig(fig, "curve")'],
+            "outputs": [{"output_type": "display_data",
+                         "data": {"image/png": base64.b64encode(png).decode()}}]}
+    other = {"cell_type": "code", "source": ['run.savefig(fig, "curve2")'], "outputs": []}
+    (tmp_path / "executed" / "part").mkdir(parents=True)
+    (tmp_path / "executed" / "part" / "nb.ipynb").write_text(json.dumps({"cells": [other, cell]}))
+    page = tmp_path / "index.md"
+    page.write_text("![a](executed/_key_figures/part/nb/curve.png)\n")
+    (written,) = kf.extract(tmp_path, page)
+    assert written == tmp_path / "executed" / "_key_figures" / "part" / "nb" / "curve.png"
+    assert written.read_bytes() == png
+    assert kf.figure_png(tmp_path / "executed" / "part" / "nb.ipynb", "curve2") is None
+    assert kf.figure_png(tmp_path / "executed" / "part" / "nb.ipynb", "curv") is None
