@@ -114,12 +114,50 @@ def _short(task: Any, limit: int = 120) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+_ALIGN = 64  # bytes: the alignment of fresh allocations (NumPy and PyTorch on x86-64)
+
+
+def _aligned(value: Any) -> Any:
+    """``value`` with its arrays at :data:`_ALIGN`-byte aligned addresses.
+
+    Data received over the network may land at any address, and BLAS kernels (MKL, OpenBLAS)
+    take other code paths -- with other rounding -- for unaligned operands: on a worker, an
+    unaligned copy of the training set changed a loss in its 8th digit.  A tensor is re-seated
+    in place on an aligned copy (``Tensor.set_``, so later tasks on this worker find it done);
+    an array is copied; tuples, lists and dicts are walked."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
+        if value.data_ptr() % _ALIGN and value.numel() and value.is_contiguous():
+            with torch.no_grad():
+                value.set_(value.detach().clone())
+        return value
+    if type(value).__module__ == "numpy" and type(value).__name__ == "ndarray":
+        if value.ctypes.data % _ALIGN and value.size:
+            import numpy as np
+
+            out = np.empty_like(value)  # fresh, aligned
+            out[...] = value
+            return out
+        return value
+    if isinstance(value, (tuple, list)):
+        items = [_aligned(v) for v in value]
+        if all(a is b for a, b in zip(items, value)):
+            return value
+        return type(value)(items) if type(value) in (tuple, list) else value
+    if isinstance(value, dict) and type(value) is dict:
+        items = {k: _aligned(v) for k, v in value.items()}
+        return value if all(items[k] is value[k] for k in value) else items
+    return value
+
+
 def _run_task(func: Callable, task: Any, threads: int | None, shared: Mapping[str, Any]):
     """One task, wherever it runs: ``(func(task, **shared), seconds)`` with ``threads`` torch
-    threads (None: as the process has them); nested batches run in-process."""
+    threads (None: as the process has them) and the shared arrays aligned (see
+    :func:`_aligned`); nested batches run in-process."""
     global _IN_TASK
     from ._threads import torch_threads
 
+    shared = {k: _aligned(v) for k, v in shared.items()}
     outer, _IN_TASK = _IN_TASK, True
     start = time.perf_counter()
     try:
@@ -178,7 +216,9 @@ def _on_cluster(address, func, tasks, shared, label, progress, threads, start):
     out: list = [None] * len(tasks)
     seconds, done = 0.0, 0
     try:
-        for fut in as_completed(submitted):
+        with client.as_current():  # as_completed finds its client there
+            completed = as_completed(submitted)
+        for fut in completed:
             i = index[fut.key]
             try:
                 result, s = fut.result()
