@@ -923,7 +923,6 @@ def reproduce(profile: str = "default", only: list[str] | None = None, *, layout
     pending = list(specs.values())  # dependency order
     running: dict[cf.Future, RunSpec] = {}
     offsets: dict[str, int] = {}
-    pool = None
     try:
         with _cluster(workers, scheduler) as (executor, address):
             slots = jobs or max(1, int(executor.get("workers") or 1))
@@ -931,45 +930,47 @@ def reproduce(profile: str = "default", only: list[str] | None = None, *, layout
                                                                 os.environ.get("PYTHONPATH")])),
                    ENV_SCHEDULER: address,
                    ENV_RETRIES: None if retries is None else str(retries)}
-            pool = cf.ThreadPoolExecutor(max_workers=slots, thread_name_prefix="rmtlib-run")
-            while pending or running:
-                for spec in list(pending):
-                    if any(d not in outcomes for d in spec.depends_on):
-                        continue
-                    outcome, reasons = decide(spec)
-                    if outcome is not None:
-                        pending.remove(spec)
-                        finish(spec, outcome)
-                        continue
-                    if len(running) >= slots:
-                        continue
-                    pending.remove(spec)
-                    if ctx is None:
-                        ctx = _Context(layout, profile, kernel_name(), rmtlib_hash, _git_state(layout.root),
-                                       executor, env, slots == 1, echo)
-                    spec.book_path(layout).unlink(missing_ok=True)  # never a page older than its results
-                    dependency_runs = {d: run_ids.get(d) for d in spec.depends_on}
-                    running[pool.submit(_execute, spec, ctx, hashes[spec.name], components[spec.name],
-                                        reasons, dependency_runs)] = spec
-                    bar.set_postfix_str(", ".join(s.name for s in running.values()))
-                if not running:
-                    continue
-                done, _ = cf.wait(list(running), timeout=0.5, return_when=cf.FIRST_COMPLETED)
-                _stream_progress(running.values(), layout, profile, offsets, echo)
-                for future in done:
-                    finish(running.pop(future), future.result())
-                bar.set_postfix_str(", ".join(s.name for s in running.values()))
-    except BaseException:
-        if ctx is not None:
-            ctx.stopping.set()
-            _stop_kernels(ctx)
-        for future in list(running):
-            with contextlib.suppress(BaseException):
-                future.result(timeout=120)
-        raise
+            with cf.ThreadPoolExecutor(max_workers=slots, thread_name_prefix="rmtlib-run") as pool:
+                try:
+                    while pending or running:
+                        for spec in list(pending):
+                            if any(d not in outcomes for d in spec.depends_on):
+                                continue
+                            outcome, reasons = decide(spec)
+                            if outcome is not None:
+                                pending.remove(spec)
+                                finish(spec, outcome)
+                                continue
+                            if len(running) >= slots:
+                                continue
+                            pending.remove(spec)
+                            if ctx is None:
+                                ctx = _Context(layout, profile, kernel_name(), rmtlib_hash,
+                                               _git_state(layout.root), executor, env, slots == 1, echo)
+                            spec.book_path(layout).unlink(missing_ok=True)  # never a stale page
+                            dependency_runs = {d: run_ids.get(d) for d in spec.depends_on}
+                            running[pool.submit(_execute, spec, ctx, hashes[spec.name],
+                                                components[spec.name], reasons, dependency_runs)] = spec
+                            bar.set_postfix_str(", ".join(s.name for s in running.values()))
+                        if not running:
+                            continue
+                        done, _ = cf.wait(list(running), timeout=0.5, return_when=cf.FIRST_COMPLETED)
+                        _stream_progress(running.values(), layout, profile, offsets, echo)
+                        for future in done:
+                            finish(running.pop(future), future.result())
+                        bar.set_postfix_str(", ".join(s.name for s in running.values()))
+                except BaseException:
+                    # Ctrl-C (or a bug): stop the kernels first, while the cluster still runs, so
+                    # that the interrupted runs are recognised as such (their partial results are
+                    # deleted, the previous ones put back); then the cluster is closed
+                    if ctx is not None:
+                        ctx.stopping.set()
+                        _stop_kernels(ctx)
+                    for future in list(running):
+                        with contextlib.suppress(BaseException):
+                            future.result(timeout=120)
+                    raise
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True)
         bar.close()
     return list(outcomes.values())
 
