@@ -74,7 +74,7 @@ from .validation import check_int, check_str
 __all__ = ["PROFILES", "INJECTED", "ConfigError", "Layout", "RunSpec", "Outcome", "load_config",
            "notebook_parameters", "validate_parameters", "input_hashes", "input_components",
            "changed_inputs", "package_versions", "data_checksums", "describe_executor", "kernel_name",
-           "merge_parameters", "source_hash", "reproduce", "main", "PACKAGES", "LOG", "TASK_LOG"]
+           "merge_parameters", "source_hash", "reproduce", "benchmark_scale_out", "main", "PACKAGES", "LOG", "TASK_LOG"]
 
 PROFILES = ("quick", "default", "paper")
 INJECTED = ("profile", "results_dir")
@@ -995,6 +995,55 @@ def _stream_progress(specs, layout: Layout, profile: str, offsets: dict, echo) -
                          f"({float(event['seconds']):.0f} s)")
 
 
+def _all_metrics(layout: Layout, profile: str, names) -> dict[str, Any]:
+    out = {}
+    for name in names:
+        path = layout.results / profile / name / "metrics.json"
+        out[name] = read_json(path).get("values") if path.is_file() else None
+    return out
+
+
+def benchmark_scale_out(profile: str = "default", only: list[str] | None = None, *,
+                        layout: Layout | None = None, workers: int = 2) -> dict:
+    """Measure the scale-out: execute the selected runs (``only`` and their dependencies, else
+    all) twice with ``force`` -- sequentially, then on a local cluster of ``workers`` -- and
+    compare.  Returns (and writes to ``results/benchmarks/scale_out_<profile>.json``) the two
+    wall times, their ratio, the summed task time of each build, whether every run's
+    ``metrics.json`` is identical and which runs differ.  The results left in place are the
+    parallel build's (equal to the sequential ones when ``identical``)."""
+    workers = check_int(workers, "workers", minimum=1)
+    layout = layout or Layout(find_root())
+    record: dict[str, Any] = {"profile": profile, "only": list(only or []), "workers": workers,
+                              "cpu_count": os.cpu_count(), "start_utc": _utc(time.time())}
+    with contextlib.suppress(OSError):
+        record["load_average_before"] = [round(x, 2) for x in os.getloadavg()]
+    builds = {}
+    for label, kwargs in (("sequential", {}), ("parallel", {"workers": workers})):
+        start = time.time()
+        outcomes = reproduce(profile, only, layout=layout, force=True, **kwargs)
+        seconds = time.time() - start
+        bad = [o.message for o in outcomes if o.status not in ("executed", "cached")]
+        if bad:
+            raise RuntimeError(f"{label} build failed: {'; '.join(bad)}")
+        names = [o.name for o in outcomes]
+        tasks = [(_provenance(layout.results / profile / n) or {}) for n in names]
+        builds[label] = {"wall_time_s": round(seconds, 1), "runs": names,
+                         "task_time_s": round(sum(t.get("task_time_s") or 0 for t in tasks), 1),
+                         "tasks": sum(t.get("tasks") or 0 for t in tasks),
+                         "metrics": _all_metrics(layout, profile, names)}
+    seq, par = builds["sequential"], builds["parallel"]
+    differ = [n for n in seq["runs"] if seq["metrics"][n] != par["metrics"].get(n)]
+    record.update({"sequential_s": seq["wall_time_s"], "parallel_s": par["wall_time_s"],
+                   "ratio": round(par["wall_time_s"] / seq["wall_time_s"], 3),
+                   "sequential_task_time_s": seq["task_time_s"], "parallel_task_time_s": par["task_time_s"],
+                   "tasks": seq["tasks"], "runs": seq["runs"], "identical": not differ, "differ": differ,
+                   "end_utc": _utc(time.time())})
+    with contextlib.suppress(OSError):
+        record["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    write_json(layout.results / "benchmarks" / f"scale_out_{profile}.json", record)
+    return record
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rmtlib.reproduce",
                                      description="Execute the book's notebooks (see notebooks/runs.yml).")
@@ -1013,9 +1062,25 @@ def main(argv: list[str] | None = None) -> int:
                         help="notebooks executing at once on a cluster (default: its worker count)")
     parser.add_argument("--retries", type=int, default=None, metavar="R",
                         help=f"retries of a failed task on a cluster (default {DEFAULT_RETRIES})")
+    parser.add_argument("--benchmark", action="store_true",
+                        help="measure the scale-out: execute the selection sequentially, then with "
+                             "--workers N (default 2), both forced, and compare metrics and wall times")
     parser.add_argument("--root", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     start = time.time()
+    if args.benchmark:
+        try:
+            record = benchmark_scale_out(args.profile, args.only, layout=Layout(args.root or find_root()),
+                                         workers=args.workers or 2)
+        except (ValueError, RuntimeError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"scale-out benchmark ({args.profile}, {len(record['runs'])} runs, {record['tasks']} tasks, "
+              f"{record['cpu_count']} CPUs, load {record.get('load_average_before')}): sequential "
+              f"{record['sequential_s']} s, {record['workers']} workers {record['parallel_s']} s, ratio "
+              f"{record['ratio']}; metrics {'identical' if record['identical'] else 'DIFFER: '}"
+              f"{', '.join(record['differ'])}")
+        return 0 if record["identical"] else 1
     workers = args.workers or None
     scheduler = args.scheduler or (None if workers else os.environ.get(ENV_SCHEDULER) or None)
     try:
