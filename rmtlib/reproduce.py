@@ -3,6 +3,8 @@
 Usage::
 
     python -m rmtlib.reproduce [--profile quick|default|paper] [--only NAME ...] [--force]
+                               [--workers N | --scheduler ADDRESS] [--jobs J] [--retries R]
+                               [--benchmark]
 
 Runs are declared in ``notebooks/runs.yml``, one entry per run name::
 
@@ -10,6 +12,7 @@ Runs are declared in ``notebooks/runs.yml``, one entry per run name::
       notebook: theory/mp_law.ipynb        # path under notebooks/
       title: Marchenko-Pastur law
       depends_on: []                       # run names, or the word ``all`` (every other run)
+      data: []                             # data sets it loads (rmtlib.data names; hashed)
       params:
         base:    {seed: 0, n: 400}          # shared by every profile
         quick:   {n: 200}                   # quick    = base + quick
@@ -25,13 +28,19 @@ For each run (dependencies first) the runner
    default accepts anything): otherwise it stops before executing anything;
 2. computes the *input hash*: SHA-256 over the notebook's cells (type, source, tags; outputs and
    other metadata ignored), the resolved parameters without ``results_dir``, the run's config
-   entry, every ``.py`` file of ``rmtlib/``, the data files listed under ``inputs:`` and the
-   input hashes of its dependencies;
+   entry, every ``.py`` file of ``rmtlib/``, the installed versions of the packages that compute
+   results (:data:`PACKAGES`), the MD5s of the data sets listed under ``data:`` (located and
+   verified by :func:`rmtlib.data.prepare_dataset`, downloaded if missing), the files listed
+   under ``inputs:`` and the input hashes of its dependencies (:func:`input_components`; they
+   are kept in ``provenance.json``, so that a re-execution says which input changed,
+   :func:`changed_inputs`);
 3. if ``results/<profile>/<name>/provenance.json`` records that hash and the ``run_id`` of each
    dependency's current results, the run is up to date and is not executed; otherwise it
    executes the notebook with papermill (working directory: the notebook's folder; kernel: this
-   interpreter) into ``results/<profile>/<name>/executed.ipynb``
-   and writes ``params.json`` and, last, ``provenance.json``;
+   interpreter) into ``results/<profile>/<name>/executed.ipynb``, the kernel's output into
+   ``run.log`` and the task log of :mod:`rmtlib.parallel` into ``tasks.jsonl`` (its progress
+   lines are printed as they come), and writes ``params.json`` and, last, ``provenance.json``
+   (with where it ran, its task count and task time, and why it executed);
 4. copies ``executed.ipynb`` to ``book/executed/<notebook path>`` when the bytes differ (unchanged
    files keep their mtime, so Sphinx rebuilds nothing).
 
@@ -40,6 +49,13 @@ exception; its book copy is deleted (and so are those of the runs depending on i
 results in ``results/<profile>/<name>/`` are left as they were (nothing is lost; they record the
 inputs they came from, so they are not mistaken for current ones) and the failed attempt, with the
 partial executed notebook, is kept in ``results/<profile>/<name>.failed/failed.ipynb``.
+
+Scale-out (``--workers N``: a Dask ``LocalCluster`` started and stopped here; ``--scheduler
+ADDRESS`` or ``$RMTLIB_SCHEDULER``: an existing cluster): independent notebooks execute
+concurrently, each after its dependencies, in kernels on this machine that receive the
+scheduler's address, so that their :func:`rmtlib.parallel.map_tasks` tasks go to the workers
+(see ``book/scale_out.md``).  Ctrl-C stops the kernels and the cluster started here and leaves
+the previous results of the interrupted runs as they were.
 """
 
 from __future__ import annotations
@@ -67,7 +83,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .parallel import DEFAULT_RETRIES, ENV_RETRIES, ENV_SCHEDULER, ENV_TASK_LOG
+from .parallel import DEFAULT_RETRIES, ENV_RETRIES, ENV_SCHEDULER, ENV_TASK_LOG, prepare_worker
 from .results import EXECUTED, FAILED, PARAMS, PROVENANCE, find_root, read_json, write_json
 from .validation import check_int, check_str
 
@@ -787,35 +803,34 @@ def describe_executor(executor: dict | None) -> str:
 @contextlib.contextmanager
 def _cluster(workers: int | None, scheduler: str | None):
     """The executor of a :func:`reproduce` call: ``(provenance record, scheduler address)``;
-    a local cluster started here is closed on the way out (also on Ctrl-C or an error)."""
-    if scheduler:
-        from distributed import Client
-
-        with Client(scheduler, set_as_default=False, timeout="30s") as client:
-            n = len(client.scheduler_info().get("workers", {}))
-        if n == 0:
-            raise RuntimeError(f"the Dask scheduler at {scheduler} has no workers: start some "
-                               f"(`dask worker {scheduler}`)")
-        yield {"kind": "scheduler", "address": scheduler, "workers": n}, scheduler
-        return
-    if not workers:
+    a local cluster started here is closed on the way out (also on Ctrl-C or an error).  The
+    workers import torch and rmtlib right away (:func:`rmtlib.parallel.prepare_worker`)."""
+    if not (workers or scheduler):
         yield {"kind": "sequential"}, None
         return
-    from distributed import LocalCluster
+    from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, silence_logs=logging.ERROR)
+    cluster = None
     try:
-        yield ({"kind": "local_cluster", "workers": workers, "threads_per_worker": 1},
-               cluster.scheduler_address)
+        if scheduler:
+            address = scheduler
+        else:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
+            address = cluster.scheduler_address
+        with Client(address, set_as_default=False, timeout="30s") as client:
+            n = len(client.scheduler_info().get("workers", {}))
+            if n == 0:
+                raise RuntimeError(f"the Dask scheduler at {address} has no workers: start some "
+                                   f"(`dask worker {address}`)")
+            client.run(prepare_worker, wait=False)
+            if cluster is None:
+                yield {"kind": "scheduler", "address": scheduler, "workers": n}, address
+            else:
+                yield {"kind": "local_cluster", "workers": workers, "threads_per_worker": 1}, address
     finally:
-        cluster.close()
-
-
-def _rmtlib_version() -> str:
-    from . import __version__
-
-    return __version__
+        if cluster is not None:
+            cluster.close()
 
 
 def reproduce(profile: str = "default", only: list[str] | None = None, *, layout: Layout | None = None,
@@ -995,6 +1010,19 @@ def _stream_progress(specs, layout: Layout, profile: str, offsets: dict, echo) -
                          f"({float(event['seconds']):.0f} s)")
 
 
+def _timing_keys(layout: Layout, profile: str, name: str) -> set[str]:
+    """Metrics of a run that are measured times (they differ between any two builds): a key
+    naming seconds or time, or a doc saying wall time / seconds per."""
+    path = layout.results / profile / name / "metrics.json"
+    docs = read_json(path).get("doc", {}) if path.is_file() else {}
+    def timed(key: str, doc: str) -> bool:
+        key, doc = key.lower(), doc.lower()
+        return (key.endswith("_s") or "second" in key or "wall_time" in key or "wall time" in doc
+                or "(seconds)" in doc or doc.endswith("seconds)") or "; seconds)" in doc)
+
+    return {k for k, d in docs.items() if timed(k, str(d))}
+
+
 def _all_metrics(layout: Layout, profile: str, names) -> dict[str, Any]:
     out = {}
     for name in names:
@@ -1009,7 +1037,8 @@ def benchmark_scale_out(profile: str = "default", only: list[str] | None = None,
     all) twice with ``force`` -- sequentially, then on a local cluster of ``workers`` -- and
     compare.  Returns (and writes to ``results/benchmarks/scale_out_<profile>.json``) the two
     wall times, their ratio, the summed task time of each build, whether every run's
-    ``metrics.json`` is identical and which runs differ.  The results left in place are the
+    ``metrics.json`` is identical and which runs differ (measured times -- see
+    :func:`_timing_keys` -- are left out of the comparison and listed).  The results left in place are the
     parallel build's (equal to the sequential ones when ``identical``)."""
     workers = check_int(workers, "workers", minimum=1)
     layout = layout or Layout(find_root())
@@ -1032,7 +1061,14 @@ def benchmark_scale_out(profile: str = "default", only: list[str] | None = None,
                          "tasks": sum(t.get("tasks") or 0 for t in tasks),
                          "metrics": _all_metrics(layout, profile, names)}
     seq, par = builds["sequential"], builds["parallel"]
-    differ = [n for n in seq["runs"] if seq["metrics"][n] != par["metrics"].get(n)]
+    timings = {n: _timing_keys(layout, profile, n) for n in seq["runs"]}
+    differ = {}
+    for n in seq["runs"]:
+        a, b = seq["metrics"][n] or {}, par["metrics"].get(n) or {}
+        keys = sorted(k for k in set(a) | set(b) if k not in timings[n] and a.get(k) != b.get(k))
+        if keys:
+            differ[n] = keys
+    record["timing_metrics_not_compared"] = {n: sorted(t) for n, t in timings.items() if t}
     record.update({"sequential_s": seq["wall_time_s"], "parallel_s": par["wall_time_s"],
                    "ratio": round(par["wall_time_s"] / seq["wall_time_s"], 3),
                    "sequential_task_time_s": seq["task_time_s"], "parallel_task_time_s": par["task_time_s"],
@@ -1079,7 +1115,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{record['cpu_count']} CPUs, load {record.get('load_average_before')}): sequential "
               f"{record['sequential_s']} s, {record['workers']} workers {record['parallel_s']} s, ratio "
               f"{record['ratio']}; metrics {'identical' if record['identical'] else 'DIFFER: '}"
-              f"{', '.join(record['differ'])}")
+              f"{'; '.join(f'{n}: {k}' for n, k in record['differ'].items())} (timings not compared: "
+              f"{sum(map(len, record['timing_metrics_not_compared'].values()))})")
         return 0 if record["identical"] else 1
     workers = args.workers or None
     scheduler = args.scheduler or (None if workers else os.environ.get(ENV_SCHEDULER) or None)
