@@ -111,7 +111,7 @@ def close_client() -> None:
 
 def prepare_worker() -> str:
     """Import what the book's tasks need (torch, pandas, :mod:`rmtlib.studies`) in this process;
-    the runner calls it on every worker of a new cluster (``Client.run(..., wait=False)``) so
+    the runner submits it to every worker of a new cluster (one task each, not waited for) so
     that the imports overlap the start of the first notebooks instead of delaying their first
     tasks (a cold import of torch takes seconds on a loaded machine).  Returns the version of
     torch."""

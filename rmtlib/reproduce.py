@@ -823,14 +823,23 @@ def _cluster(workers: int | None, scheduler: str | None):
             if n == 0:
                 raise RuntimeError(f"the Dask scheduler at {address} has no workers: start some "
                                    f"(`dask worker {address}`)")
-            client.run(prepare_worker, wait=False)
+            warm = [client.submit(prepare_worker, key=f"prepare-worker-{uuid.uuid4().hex[:8]}",
+                                  workers=[w], allow_other_workers=False, pure=False)
+                    for w in client.scheduler_info()["workers"]]
             if cluster is None:
                 yield {"kind": "scheduler", "address": scheduler, "workers": n}, address
             else:
                 yield {"kind": "local_cluster", "workers": workers, "threads_per_worker": 1}, address
+            del warm
     finally:
         if cluster is not None:
             cluster.close()
+
+
+def _rmtlib_version() -> str:
+    from . import __version__
+
+    return __version__
 
 
 def reproduce(profile: str = "default", only: list[str] | None = None, *, layout: Layout | None = None,
@@ -936,6 +945,8 @@ def reproduce(profile: str = "default", only: list[str] | None = None, *, layout
 
     ctx = None
     pending = list(specs.values())  # dependency order
+    expected = {n: float((_provenance(spec.results_dir(layout, profile)) or {}).get("wall_time_s") or 0)
+                for n, spec in specs.items()}
     running: dict[cf.Future, RunSpec] = {}
     offsets: dict[str, int] = {}
     try:
@@ -948,7 +959,9 @@ def reproduce(profile: str = "default", only: list[str] | None = None, *, layout
             with cf.ThreadPoolExecutor(max_workers=slots, thread_name_prefix="rmtlib-run") as pool:
                 try:
                     while pending or running:
-                        for spec in list(pending):
+                        # longest first (by the previous wall time), so that the long runs
+                        # overlap the short ones instead of starting last
+                        for spec in sorted(pending, key=lambda sp: -expected[sp.name]):
                             if any(d not in outcomes for d in spec.depends_on):
                                 continue
                             outcome, reasons = decide(spec)
