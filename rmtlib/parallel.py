@@ -49,7 +49,7 @@ from typing import Any
 from .validation import ArgumentTypeError, check_bool, check_int, check_str, describe
 
 __all__ = ["DEFAULT_RETRIES", "ENV_RETRIES", "ENV_SCHEDULER", "ENV_TASK_LOG", "TaskError",
-           "close_client", "map_tasks", "prepare_worker", "scheduler_address", "task_retries"]
+           "close_client", "map_tasks", "scheduler_address", "task_retries"]
 
 #: Environment variable holding the Dask scheduler address the tasks go to.
 ENV_SCHEDULER = "RMTLIB_SCHEDULER"
@@ -107,19 +107,6 @@ def close_client() -> None:
             _CLIENT[1].close()
         finally:
             _CLIENT = None
-
-
-def prepare_worker() -> str:
-    """Import what the book's tasks need (torch, pandas, :mod:`rmtlib.studies`) in this process;
-    the runner submits it to every worker of a new cluster (one task each, not waited for) so
-    that the imports overlap the start of the first notebooks instead of delaying their first
-    tasks (a cold import of torch takes seconds on a loaded machine).  Returns the version of
-    torch."""
-    import torch
-
-    from . import studies  # noqa: F401  (the import is the point)
-
-    return torch.__version__
 
 
 def _short(task: Any, limit: int = 120) -> str:

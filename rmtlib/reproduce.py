@@ -83,7 +83,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .parallel import DEFAULT_RETRIES, ENV_RETRIES, ENV_SCHEDULER, ENV_TASK_LOG, prepare_worker
+from .parallel import DEFAULT_RETRIES, ENV_RETRIES, ENV_SCHEDULER, ENV_TASK_LOG
 from .results import EXECUTED, FAILED, PARAMS, PROVENANCE, find_root, read_json, write_json
 from .validation import check_int, check_str
 
@@ -800,11 +800,24 @@ def describe_executor(executor: dict | None) -> str:
     return f"scheduler {executor.get('address')}{workers}"
 
 
+def _prepare_worker() -> str:
+    """Import what the book's tasks need (torch, pandas, :mod:`rmtlib.studies`) in this worker
+    process; :func:`_cluster` submits it to every worker of a new cluster (one task each, not
+    waited for), so that the imports overlap the start of the first notebooks instead of
+    delaying their first tasks (a cold import of torch takes seconds on a loaded machine).
+    Returns torch's version."""
+    import torch
+
+    from . import studies  # noqa: F401  (the import is the point)
+
+    return torch.__version__
+
+
 @contextlib.contextmanager
 def _cluster(workers: int | None, scheduler: str | None):
     """The executor of a :func:`reproduce` call: ``(provenance record, scheduler address)``;
     a local cluster started here is closed on the way out (also on Ctrl-C or an error).  The
-    workers import torch and rmtlib right away (:func:`rmtlib.parallel.prepare_worker`)."""
+    workers import torch and rmtlib right away (:func:`_prepare_worker`)."""
     if not (workers or scheduler):
         yield {"kind": "sequential"}, None
         return
@@ -823,7 +836,7 @@ def _cluster(workers: int | None, scheduler: str | None):
             if n == 0:
                 raise RuntimeError(f"the Dask scheduler at {address} has no workers: start some "
                                    f"(`dask worker {address}`)")
-            warm = [client.submit(prepare_worker, key=f"prepare-worker-{uuid.uuid4().hex[:8]}",
+            warm = [client.submit(_prepare_worker, key=f"prepare-worker-{uuid.uuid4().hex[:8]}",
                                   workers=[w], allow_other_workers=False, pure=False)
                     for w in client.scheduler_info()["workers"]]
             if cluster is None:
