@@ -9,6 +9,10 @@ SHELL := bash
 
 PYTHON ?= python3
 PROFILE ?= default
+# Dask workers of `make book` (python -m rmtlib.reproduce --workers): one single-threaded process
+# per core by default; WORKERS=0 executes sequentially (or on $RMTLIB_SCHEDULER when it is set).
+WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
+BENCH_WORKERS ?= 2
 VENV := .venv
 BIN := $(VENV)/bin
 # The setup stamp is keyed on the content of the files that define the environment, so a second
@@ -23,14 +27,16 @@ ifeq ($(origin RMTLIB_DATA),undefined)
   endif
 endif
 
-.PHONY: help setup chromium book test test-fast test-gpu bench lab clean distclean
+.PHONY: help setup chromium book test test-fast test-gpu bench bench-scaleout lab clean distclean
 
 help:
 	@echo "make book [PROFILE=quick|default|paper]  execute the notebooks and build _build/html"
+	@echo "          [WORKERS=N]                    on N Dask workers (default: all cores; 0: sequential)"
 	@echo "make test                                run all tests (unit, e2e, browser)"
 	@echo "make test-fast                           unit tests only (no notebook execution, no browser)"
 	@echo "make test-gpu                            the GPU tests (fail, not skip, when CUDA is present)"
 	@echo "make bench                               run the benchmarks (python -m rmtlib.benchmarks)"
+	@echo "make bench-scaleout [PROFILE=default]    the build sequentially vs BENCH_WORKERS=2 workers"
 	@echo "make lab [LAB_ARGS=...]                  JupyterLab on the notebooks (run them by hand)"
 	@echo "make setup                               create .venv with the pinned requirements"
 	@echo "make clean | distclean                   remove build outputs | also results/ and .venv"
@@ -56,7 +62,7 @@ chromium:
 	  fi; }
 
 book: setup
-	$(BIN)/python -m rmtlib.reproduce --profile $(PROFILE)
+	$(BIN)/python -m rmtlib.reproduce --profile $(PROFILE) --workers $(WORKERS)
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
 test: setup chromium
@@ -70,6 +76,12 @@ test-gpu: setup
 
 bench: setup
 	$(BIN)/python -m rmtlib.benchmarks
+
+# Issue 10's measurement: the selected runs (all by default) executed twice, forced: sequentially,
+# then on BENCH_WORKERS local Dask workers; metrics compared, both wall times recorded in
+# results/benchmarks/scale_out_$(PROFILE).json. Leaves the parallel build's (identical) results.
+bench-scaleout: setup
+	$(BIN)/python -m rmtlib.reproduce --profile $(PROFILE) --benchmark --workers $(BENCH_WORKERS)
 
 # JupyterLab from the repository root (so that notebooks find their relative paths and write
 # results/manual/), notebooks/ open, on the runner's kernel (the .venv's Python: kernel_name());

@@ -95,6 +95,7 @@ __all__ = [
     "Dataset",
     "cache_dir",
     "canonical_name",
+    "file_md5s",
     "load_dataset",
     "main",
     "prepare_dataset",
@@ -329,6 +330,13 @@ def _missing_message(key: str, root: Path, rule: str, missing: list[str], *, exi
 
 def _missing(key: str, raw: Path, present) -> list[str]:
     return [f for f, _, _ in _FILES[key][1] if f not in present and not (raw / f"{f}.gz").is_file()]
+
+
+def file_md5s(name: str) -> dict[str, str]:
+    """MD5 of each uncompressed IDX file of the data set ``name`` (aliases as in
+    :func:`canonical_name`): the values :func:`prepare_dataset` checks every file against, hence
+    the checksums of the files a verified load reads."""
+    return {f: md5 for f, _, md5 in _FILES[canonical_name(name)][1]}
 
 
 def prepare_dataset(name: str, root=None, *, verify: bool = False, download: bool = False) -> DataStatus:

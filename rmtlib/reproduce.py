@@ -3,6 +3,8 @@
 Usage::
 
     python -m rmtlib.reproduce [--profile quick|default|paper] [--only NAME ...] [--force]
+                               [--workers N | --scheduler ADDRESS] [--jobs J] [--retries R]
+                               [--benchmark]
 
 Runs are declared in ``notebooks/runs.yml``, one entry per run name::
 
@@ -10,6 +12,7 @@ Runs are declared in ``notebooks/runs.yml``, one entry per run name::
       notebook: theory/mp_law.ipynb        # path under notebooks/
       title: Marchenko-Pastur law
       depends_on: []                       # run names, or the word ``all`` (every other run)
+      data: []                             # data sets it loads (rmtlib.data names; hashed)
       params:
         base:    {seed: 0, n: 400}          # shared by every profile
         quick:   {n: 200}                   # quick    = base + quick
@@ -25,13 +28,19 @@ For each run (dependencies first) the runner
    default accepts anything): otherwise it stops before executing anything;
 2. computes the *input hash*: SHA-256 over the notebook's cells (type, source, tags; outputs and
    other metadata ignored), the resolved parameters without ``results_dir``, the run's config
-   entry, every ``.py`` file of ``rmtlib/``, the data files listed under ``inputs:`` and the
-   input hashes of its dependencies;
+   entry, every ``.py`` file of ``rmtlib/``, the installed versions of the packages that compute
+   results (:data:`PACKAGES`), the MD5s of the data sets listed under ``data:`` (located and
+   verified by :func:`rmtlib.data.prepare_dataset`, downloaded if missing), the files listed
+   under ``inputs:`` and the input hashes of its dependencies (:func:`input_components`; they
+   are kept in ``provenance.json``, so that a re-execution says which input changed,
+   :func:`changed_inputs`);
 3. if ``results/<profile>/<name>/provenance.json`` records that hash and the ``run_id`` of each
    dependency's current results, the run is up to date and is not executed; otherwise it
    executes the notebook with papermill (working directory: the notebook's folder; kernel: this
-   interpreter) into ``results/<profile>/<name>/executed.ipynb``
-   and writes ``params.json`` and, last, ``provenance.json``;
+   interpreter) into ``results/<profile>/<name>/executed.ipynb``, the kernel's output into
+   ``run.log`` and the task log of :mod:`rmtlib.parallel` into ``tasks.jsonl`` (its progress
+   lines are printed as they come), and writes ``params.json`` and, last, ``provenance.json``
+   (with where it ran, its task count and task time, and why it executed);
 4. copies ``executed.ipynb`` to ``book/executed/<notebook path>`` when the bytes differ (unchanged
    files keep their mtime, so Sphinx rebuilds nothing).
 
@@ -40,21 +49,32 @@ exception; its book copy is deleted (and so are those of the runs depending on i
 results in ``results/<profile>/<name>/`` are left as they were (nothing is lost; they record the
 inputs they came from, so they are not mistaken for current ones) and the failed attempt, with the
 partial executed notebook, is kept in ``results/<profile>/<name>.failed/failed.ipynb``.
+
+Scale-out (``--workers N``: a Dask ``LocalCluster`` started and stopped here; ``--scheduler
+ADDRESS`` or ``$RMTLIB_SCHEDULER``: an existing cluster): independent notebooks execute
+concurrently, each after its dependencies, in kernels on this machine that receive the
+scheduler's address, so that their :func:`rmtlib.parallel.map_tasks` tasks go to the workers
+(see ``book/scale_out.md``).  Ctrl-C stops the kernels and the cluster started here and leaves
+the previous results of the interrupted runs as they were.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import concurrent.futures as cf
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import platform
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -63,15 +83,24 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .parallel import DEFAULT_RETRIES, ENV_RETRIES, ENV_SCHEDULER, ENV_TASK_LOG
 from .results import EXECUTED, FAILED, PARAMS, PROVENANCE, find_root, read_json, write_json
+from .validation import check_int, check_str
 
 __all__ = ["PROFILES", "INJECTED", "ConfigError", "Layout", "RunSpec", "Outcome", "load_config",
-           "notebook_parameters", "validate_parameters", "input_hashes", "kernel_name", "merge_parameters",
-           "source_hash", "reproduce", "main"]
+           "notebook_parameters", "validate_parameters", "input_hashes", "input_components",
+           "changed_inputs", "package_versions", "data_checksums", "describe_executor", "kernel_name",
+           "merge_parameters", "source_hash", "reproduce", "benchmark_scale_out", "main", "PACKAGES", "LOG", "TASK_LOG"]
 
 PROFILES = ("quick", "default", "paper")
 INJECTED = ("profile", "results_dir")
-ENTRY_KEYS = {"notebook", "title", "depends_on", "inputs", "params"}
+ENTRY_KEYS = {"notebook", "title", "depends_on", "inputs", "data", "params"}
+#: Installed distributions whose versions are part of every run's input hash (they compute results).
+PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pandas", "matplotlib", "threadpoolctl",
+            "mpmath", "powerlaw", "PyYAML", "papermill", "nbclient", "ipykernel", "jupyter-book")
+LOG = "run.log"  # the kernel's stdout and stderr of a run, next to its results
+TASK_LOG = "tasks.jsonl"  # rmtlib.parallel's progress and accounting lines of a run
+HASH_FORMAT = 2
 PARAM_LEVELS = ("base", "quick", "default", "paper")
 QUICK_BUDGET_S = 60  # per run: CI executes every quick run (all of CI must stay under 25 min)
 KERNEL_NAME = "python3"
@@ -114,6 +143,7 @@ class RunSpec:
     depends_on: tuple[str, ...]
     params: dict
     inputs: tuple[Path, ...] = ()  # data files (relative to Layout.notebooks) the notebook reads
+    data: tuple[str, ...] = ()  # data sets (rmtlib.data names) the notebook loads
 
     def book_path(self, layout: Layout) -> Path:
         return layout.book / self.notebook
@@ -191,9 +221,16 @@ def load_config(layout: Layout, profile: str) -> dict[str, RunSpec]:
         for item in inputs:
             if Path(item).is_absolute() or ".." in Path(item).parts or not (layout.notebooks / item).is_file():
                 raise ConfigError(f"{ctx}: input {item!r} is not a file under {layout.notebooks}")
+        data = entry.get("data") or []
+        if not isinstance(data, list):
+            raise ConfigError(f"{ctx}: 'data' must be a list of data set names (mnist, fashion_mnist)")
+        try:
+            data = tuple(dict.fromkeys(_canonical_dataset(d) for d in data))
+        except ValueError as exc:
+            raise ConfigError(f"{ctx}: 'data': {exc}") from None
         specs[name] = RunSpec(name, Path(nb), title.strip(), tuple(deps),
                               _resolve_params(ctx, entry.get("params"), profile),
-                              tuple(Path(i) for i in inputs))
+                              tuple(Path(i) for i in inputs), data)
     for name in wants_all:
         others = tuple(n for n in specs if n not in wants_all)
         specs[name] = replace(specs[name], depends_on=others)
@@ -354,23 +391,105 @@ def _hashed_params(spec: RunSpec, profile: str) -> dict:
     return {**spec.params, "profile": profile}  # results_dir is machine specific: not hashed
 
 
-def input_hashes(specs: dict[str, RunSpec], layout: Layout, profile: str) -> dict[str, str]:
-    """Input hash of every run (``specs`` in dependency order)."""
-    rmtlib_hash = source_hash(layout.package)
+def _canonical_dataset(name) -> str:
+    from .data import canonical_name  # torch-free until a run declares data
+
+    return canonical_name(name)
+
+
+def package_versions(names=PACKAGES) -> dict[str, str | None]:
+    """Installed version of each distribution in ``names`` (None: not installed)."""
+    return {n: _version(n) for n in names}
+
+
+def data_checksums(names) -> dict[str, Any]:
+    """Checksums of the files of each data set in ``names`` (see :mod:`rmtlib.data`).
+
+    Each data set is located (and, if missing, downloaded) and verified by
+    :func:`rmtlib.data.prepare_dataset`, which checks every file's size and MD5 (once; a stamp
+    remembers it); the MD5s of its files are returned.  A data set that cannot be prepared
+    gives the text of the error instead, so the key still changes when the data appears (the
+    notebook then reports the error in its own cell)."""
+    out: dict[str, Any] = {}
+    for name in names:
+        from .data import file_md5s, prepare_dataset
+
+        try:
+            prepare_dataset(name, download=True)
+        except (OSError, ValueError) as exc:
+            out[name] = f"unavailable: {_one_line(exc)}"
+        else:
+            out[name] = file_md5s(name)
+    return out
+
+
+def input_components(specs: dict[str, RunSpec], layout: Layout, profile: str) -> dict[str, dict]:
+    """What each run's input hash is computed from (``specs`` in dependency order): SHA-256 of
+    the notebook's cells, the hashed parameters, the config entry, the ``rmtlib`` source hash,
+    :func:`package_versions`, :func:`data_checksums` of its ``data:``, the SHA-256 of each of
+    its ``inputs:`` and the input hashes of its dependencies.  Recorded in ``provenance.json``
+    so that :func:`changed_inputs` can say why a run executed again."""
+    rmtlib_hash, versions = source_hash(layout.package), package_versions()
+    checksums = data_checksums(dict.fromkeys(d for spec in specs.values() for d in spec.data))
+    components: dict[str, dict] = {}
     hashes: dict[str, str] = {}
     for name, spec in specs.items():
-        hashes[name] = _sha({
-            "format": 1,
+        components[name] = {
+            "format": HASH_FORMAT,
             "notebook": _notebook_hash(layout.notebooks / spec.notebook),
             "params": _hashed_params(spec, profile),
             "entry": {"notebook": spec.notebook.as_posix(), "title": spec.title,
-                      "depends_on": list(spec.depends_on)},
+                      "depends_on": list(spec.depends_on), "data": list(spec.data)},
             "rmtlib": rmtlib_hash,
+            "packages": versions,
+            "data": {d: checksums[d] for d in spec.data},
             "dependencies": {d: hashes[d] for d in spec.depends_on},
             "inputs": {i.as_posix(): hashlib.sha256((layout.notebooks / i).read_bytes()).hexdigest()
                        for i in spec.inputs},
-        })
-    return hashes
+        }
+        hashes[name] = _sha(components[name])
+    return components
+
+
+def input_hashes(specs: dict[str, RunSpec], layout: Layout, profile: str,
+                 components: dict[str, dict] | None = None) -> dict[str, str]:
+    """Input hash of every run (``specs`` in dependency order): SHA-256 of its
+    :func:`input_components`."""
+    components = components or input_components(specs, layout, profile)
+    return {name: _sha(components[name]) for name in specs}
+
+
+def _brief(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, default=str) if not isinstance(value, str) else value
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def changed_inputs(old: dict | None, new: dict) -> list[str]:
+    """Plain-language differences between two :func:`input_components` of a run, e.g.
+    ``["package torch 2.14.1 -> 2.15.0", "parameter n 1000 -> 2000"]``; ``old`` None (or of
+    another format): ``["no previous results"]``."""
+    if not isinstance(old, dict) or old.get("format") != new.get("format"):
+        return ["no previous results" if not old else "previous results from an older runner"]
+    out: list[str] = []
+    plain = {"notebook": "notebook source changed", "entry": "run entry in runs.yml changed",
+             "rmtlib": "rmtlib source changed"}
+    named = {"packages": "package", "params": "parameter", "data": "data set", "inputs": "input file",
+             "dependencies": "dependency"}
+    for key, text in plain.items():
+        if old.get(key) != new.get(key):
+            out.append(text)
+    for key, what in named.items():
+        a, b = old.get(key) or {}, new.get(key) or {}
+        for item in sorted(set(a) | set(b)):
+            if a.get(item) == b.get(item):
+                continue
+            if key in ("packages", "params"):
+                out.append(f"{what} {item} {_brief(a.get(item, 'absent'))} -> {_brief(b.get(item, 'absent'))}")
+            elif key == "dependencies":
+                out.append(f"{what} {item} has new inputs")
+            else:
+                out.append(f"{what} {item} changed")
+    return out
 
 
 # ----------------------------------------------------------------------------- execution
@@ -502,72 +621,232 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def _execute(spec: RunSpec, layout: Layout, profile: str, digest: str, dependency_runs: dict,
-             kernel: str, rmtlib_hash: str, git: tuple) -> Outcome:
+@dataclass
+class _Context:
+    """What every execution of one :func:`reproduce` call shares."""
+
+    layout: Layout
+    profile: str
+    kernel: str
+    rmtlib_hash: str
+    git: tuple
+    executor: dict
+    env: dict  # kernel environment: name -> value (None: removed)
+    progress_bar: bool
+    echo: Any  # callable(text) printing one line on the console
+    stopping: threading.Event = field(default_factory=threading.Event)
+    kernels: set = field(default_factory=set)  # kernel managers started (to stop them on Ctrl-C)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _kernel_manager_class(ctx: _Context, env: dict, cwd: Path):
+    """A kernel manager that starts its kernel with ``env`` and in ``cwd`` (papermill's own
+    ``cwd`` changes the working directory of the whole process, which concurrent runs cannot
+    share) and registers itself so that Ctrl-C can stop it."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class RunKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw):
+            full = {**os.environ, **(kw.pop("env", None) or {})}
+            for key, value in env.items():
+                if value is None:
+                    full.pop(key, None)
+                else:
+                    full[key] = value
+            kw["env"], kw["cwd"] = full, str(cwd)
+            with ctx.lock:
+                ctx.kernels.add(self)
+            return await super().start_kernel(**kw)
+
+    return RunKernelManager
+
+
+def _stop_kernels(ctx: _Context) -> None:
+    """Kill the kernels this call started that are still alive (by their process ids)."""
+    with ctx.lock:
+        managers = list(ctx.kernels)
+    for km in managers:
+        pid = getattr(getattr(km, "provisioner", None), "pid", None)
+        if pid:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+class _Log:
+    """The kernel's stdout and stderr of a run, written to ``run.log`` as they arrive."""
+
+    def __init__(self, handle, lock):
+        self.handle, self.lock = handle, lock
+
+    def write(self, text: str) -> int:
+        with self.lock:
+            self.handle.write(text)
+            self.handle.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        with self.lock:
+            self.handle.flush()
+
+
+def _task_totals(path: Path) -> tuple[int, float]:
+    """Task count and summed task seconds of the ``batch`` lines of a run's task log."""
+    count, seconds = 0, 0.0
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                event = json.loads(line)
+                if event.get("event") == "batch":
+                    count += int(event["tasks"])
+                    seconds += float(event["task_seconds"])
+    return count, round(seconds, 3)
+
+
+def _execute(spec: RunSpec, ctx: _Context, digest: str, components: dict, reasons: list[str],
+             dependency_runs: dict) -> Outcome:
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
     from traitlets.config import Config
 
+    layout, profile = ctx.layout, ctx.profile
     folder = spec.results_dir(layout, profile)
     nb_path = layout.notebooks / spec.notebook
     rel = nb_path.relative_to(layout.root) if nb_path.is_relative_to(layout.root) else nb_path
     # The previous results stay intact until this run succeeds: they are set aside, then
-    # deleted on success or put back on failure (the failed attempt goes to <name>.failed/).
+    # deleted on success or put back on failure (the failed attempt goes to <name>.failed/;
+    # an interrupted one is deleted).
     previous = folder.with_name(f"{folder.name}.previous")
     failed_dir = folder.with_name(f"{folder.name}.failed")
     shutil.rmtree(previous, ignore_errors=True)
     if folder.exists():
         os.replace(folder, previous)
     folder.mkdir(parents=True)
+
+    def restore() -> None:
+        if previous.exists():
+            os.replace(previous, folder)
+
     # relative to the notebook's folder (its working directory), so that the executed
     # notebook shown in the book names no machine-specific path
     params = {**spec.params, "profile": profile,
               "results_dir": os.path.relpath(folder, nb_path.parent)}
     write_json(folder / PARAMS, params)
+    env = {**ctx.env, ENV_TASK_LOG: str(folder / TASK_LOG)}
     start = time.time()
     logging.getLogger("papermill").setLevel(logging.ERROR)  # its parameter warnings: validated above
-    env_path = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(layout.package.parent), env_path]))
+    log_lock = threading.Lock()
     try:
-        pm.execute_notebook(nb_path, folder / EXECUTED, parameters=params, kernel_name=kernel,
-                            language="python", cwd=nb_path.parent, progress_bar=True,
-                            config=Config({"KernelManager": {"transport_encryption": "auto"}}))
-    except Exception as exc:  # every failure is reported the same way
+        with open(folder / LOG, "w", encoding="utf-8") as handle:
+            log = _Log(handle, log_lock)
+            pm.execute_notebook(nb_path, folder / EXECUTED, parameters=params, kernel_name=ctx.kernel,
+                                language="python", progress_bar=ctx.progress_bar,
+                                stdout_file=log, stderr_file=log,
+                                kernel_manager_class=_kernel_manager_class(ctx, env, nb_path.parent),
+                                config=Config({"KernelManager": {"transport_encryption": "auto"}}))
+    except BaseException as exc:  # every failure is reported the same way
+        if ctx.stopping.is_set() or isinstance(exc, KeyboardInterrupt):
+            shutil.rmtree(folder, ignore_errors=True)  # no partial results; the previous back
+            restore()
+            if not isinstance(exc, Exception):
+                raise
+            return Outcome(spec.name, "interrupted", f"run {spec.name!r} interrupted", time.time() - start,
+                           digest)
         if isinstance(exc, PapermillExecutionError):
             first = _parameters_cell(_read_notebook(nb_path), nb_path)
             index = exc.cell_index - (1 if exc.cell_index > first + 1 else 0)  # minus injected cell
             where = f"cell index {index}"
             error = f"{exc.ename}: {_one_line(exc.evalue)}" if exc.evalue else exc.ename
-        else:
+        elif isinstance(exc, Exception):
             where, error = "before or outside a cell", f"{type(exc).__name__}: {_one_line(exc)}"
+        else:
+            raise
         kept = ""
         if (folder / EXECUTED).exists():
             os.replace(folder / EXECUTED, folder / FAILED)
-            kept = f" (partial notebook: {failed_dir / FAILED})"
+            kept = f" (partial notebook: {failed_dir / FAILED}; log: {failed_dir / LOG})"
         shutil.rmtree(failed_dir, ignore_errors=True)
         os.replace(folder, failed_dir)
-        if previous.exists():
-            os.replace(previous, folder)
+        restore()
         return Outcome(spec.name, "failed", f"run {spec.name!r} failed in {rel}, {where}: {error}{kept}",
                        time.time() - start, digest)
-    finally:
-        if env_path is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = env_path
     end = time.time()
     shutil.rmtree(previous, ignore_errors=True)
     shutil.rmtree(failed_dir, ignore_errors=True)
+    tasks, task_seconds = _task_totals(folder / TASK_LOG)
+    git = ctx.git
     write_json(folder / PROVENANCE, {
         "name": spec.name, "title": spec.title, "profile": profile, "notebook": spec.notebook.as_posix(),
-        "input_hash": digest, "rmtlib_source_hash": rmtlib_hash, "rmtlib_version": _rmtlib_version(),
+        "input_hash": digest, "rmtlib_source_hash": ctx.rmtlib_hash, "rmtlib_version": _rmtlib_version(),
         "git_commit": git[0], "git_dirty": git[1], "seed": spec.params["seed"],
         "start_utc": _utc(start), "end_utc": _utc(end), "wall_time_s": round(end - start, 3),
         "python": platform.python_version(), "torch": _version("torch"), "numpy": _version("numpy"),
         "papermill": _version("papermill"), "cpu_count": os.cpu_count(), "hostname": socket.gethostname(),
         "run_id": uuid.uuid4().hex, "dependency_run_ids": dependency_runs,
+        "executor": ctx.executor, "tasks": tasks, "task_time_s": task_seconds,
+        "executed_because": reasons, "input_components": components,
     })
-    return Outcome(spec.name, "executed", "", end - start, digest)
+    return Outcome(spec.name, "executed", "", end - start, digest, {"because": reasons})
+
+
+def describe_executor(executor: dict | None) -> str:
+    """One line for a run's ``provenance["executor"]``: ``sequential``, ``local cluster, 2
+    workers`` or ``scheduler tcp://host:port, 4 workers``."""
+    if not isinstance(executor, dict) or executor.get("kind") in (None, "sequential"):
+        return "sequential"
+    n = executor.get("workers")
+    workers = "" if n is None else f", {n} worker{'s' if n != 1 else ''}"
+    if executor["kind"] == "local_cluster":
+        return f"local cluster{workers}"
+    return f"scheduler {executor.get('address')}{workers}"
+
+
+def _prepare_worker() -> str:
+    """Import what the book's tasks need (torch, pandas, :mod:`rmtlib.studies`) in this worker
+    process; :func:`_cluster` submits it to every worker of a new cluster (one task each, not
+    waited for), so that the imports overlap the start of the first notebooks instead of
+    delaying their first tasks (a cold import of torch takes seconds on a loaded machine).
+    Returns torch's version."""
+    import torch
+
+    from . import studies  # noqa: F401  (the import is the point)
+
+    return torch.__version__
+
+
+@contextlib.contextmanager
+def _cluster(workers: int | None, scheduler: str | None):
+    """The executor of a :func:`reproduce` call: ``(provenance record, scheduler address)``;
+    a local cluster started here is closed on the way out (also on Ctrl-C or an error).  The
+    workers import torch and rmtlib right away (:func:`_prepare_worker`)."""
+    if not (workers or scheduler):
+        yield {"kind": "sequential"}, None
+        return
+    from distributed import Client, LocalCluster
+
+    cluster = None
+    try:
+        if scheduler:
+            address = scheduler
+        else:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
+            address = cluster.scheduler_address
+        with Client(address, set_as_default=False, timeout="30s") as client:
+            n = len(client.scheduler_info().get("workers", {}))
+            if n == 0:
+                raise RuntimeError(f"the Dask scheduler at {address} has no workers: start some "
+                                   f"(`dask worker {address}`)")
+            warm = [client.submit(_prepare_worker, key=f"prepare-worker-{uuid.uuid4().hex[:8]}",
+                                  workers=[w], allow_other_workers=False, pure=False)
+                    for w in client.scheduler_info()["workers"]]
+            if cluster is None:
+                yield {"kind": "scheduler", "address": scheduler, "workers": n}, address
+            else:
+                yield {"kind": "local_cluster", "workers": workers, "threads_per_worker": 1}, address
+            del warm
+    finally:
+        if cluster is not None:
+            cluster.close()
 
 
 def _rmtlib_version() -> str:
@@ -577,17 +856,38 @@ def _rmtlib_version() -> str:
 
 
 def reproduce(profile: str = "default", only: list[str] | None = None, *, layout: Layout | None = None,
-              force: bool = False) -> list[Outcome]:
+              force: bool = False, workers: int | None = None, scheduler: str | None = None,
+              jobs: int | None = None, retries: int | None = None) -> list[Outcome]:
     """Bring the runs of ``profile`` up to date (``only``: these runs and their dependencies).
 
     ``force`` executes the selected runs (``only``, else all) even when their inputs are unchanged.
 
+    Where: neither ``workers`` nor ``scheduler`` -- sequentially, every task in the notebook's
+    kernel; ``workers=N`` -- a Dask ``LocalCluster`` of N single-threaded worker processes,
+    started here and closed at the end (also on Ctrl-C); ``scheduler="tcp://host:port"`` -- an
+    existing Dask cluster.  With a cluster, up to ``jobs`` notebooks (default: the number of
+    workers) execute at once, each after its dependencies, in kernels on this machine; the
+    tasks of their :func:`rmtlib.parallel.map_tasks` calls go to the cluster (retried
+    ``retries`` times, default :data:`rmtlib.parallel.DEFAULT_RETRIES`).  The metrics do not
+    depend on where they were computed.
+
     Raises :class:`ConfigError` before executing anything if the configuration or a notebook's
     parameters are invalid; execution failures are returned as outcomes with status ``failed``
-    (their dependents: ``blocked``).
+    (their dependents: ``blocked``).  Ctrl-C stops the kernels and the cluster started here,
+    deletes the interrupted runs' partial results (their previous results stay) and re-raises.
     """
     from tqdm.auto import tqdm
 
+    if workers is not None:
+        workers = check_int(workers, "workers", minimum=1)
+    if scheduler is not None:
+        scheduler = check_str(scheduler, "scheduler")
+        if workers is not None:
+            raise ValueError(f"give workers ({workers}) or scheduler ({scheduler!r}), not both")
+    if jobs is not None:
+        jobs = check_int(jobs, "jobs", minimum=1)
+    if retries is not None:
+        retries = check_int(retries, "retries", minimum=0)
     layout = layout or Layout(find_root())
     specs = load_config(layout, profile)
     if only:
@@ -606,29 +906,41 @@ def reproduce(profile: str = "default", only: list[str] | None = None, *, layout
         validate_parameters(layout.notebooks / spec.notebook,
                             {**spec.params, "profile": profile, "results_dir": "<injected>"})
     forced = set(only or specs) if force else set()
-    hashes = input_hashes(specs, layout, profile)
-    rmtlib_hash, git, kernel = source_hash(layout.package), None, None
+    components = input_components(specs, layout, profile)
+    hashes = input_hashes(specs, layout, profile, components)
+    rmtlib_hash = source_hash(layout.package)
     outcomes: dict[str, Outcome] = {}
     run_ids: dict[str, str | None] = {}  # run_id of each dependency's current results
-    bar = tqdm(specs.values(), desc=f"runs ({profile})", unit="run", file=sys.stderr)
-    for spec in bar:
-        bar.set_postfix_str(spec.name)
+    bar = tqdm(total=len(specs), desc=f"runs ({profile})", unit="run", file=sys.stderr)
+
+    def echo(text: str) -> None:
+        bar.write(text, file=sys.stderr)
+
+    def decide(spec: RunSpec) -> tuple[Outcome | None, list[str]]:
+        """The outcome of a run that needs no execution (blocked, cached), or the reasons to
+        execute it."""
         folder, digest = spec.results_dir(layout, profile), hashes[spec.name]
-        bad = [d for d in spec.depends_on if outcomes[d].status in ("failed", "blocked")]
+        bad = [d for d in spec.depends_on if outcomes[d].status not in ("executed", "cached")]
+        if bad:
+            return Outcome(spec.name, "blocked", f"run {spec.name!r} not executed: dependency "
+                           f"{', '.join(map(repr, bad))} failed", 0.0, digest), []
         dependency_runs = {d: run_ids.get(d) for d in spec.depends_on}
         previous = _provenance(folder)
-        if bad:
-            outcome = Outcome(spec.name, "blocked", f"run {spec.name!r} not executed: dependency "
-                              f"{', '.join(map(repr, bad))} failed", 0.0, digest)
-        elif (spec.name not in forced and previous is not None
-              and previous.get("input_hash") == digest
-              and previous.get("dependency_run_ids", {}) == dependency_runs):
-            outcome = Outcome(spec.name, "cached", "", 0.0, digest)
-        else:
-            if kernel is None:
-                kernel, git = kernel_name(), _git_state(layout.root)
-            spec.book_path(layout).unlink(missing_ok=True)  # never leave a page older than its results
-            outcome = _execute(spec, layout, profile, digest, dependency_runs, kernel, rmtlib_hash, git)
+        if spec.name in forced:
+            return None, ["forced (--force)"]
+        if previous is None:
+            return None, ["no previous results" if not folder.exists() else "previous results incomplete"]
+        if previous.get("input_hash") != digest:
+            return None, (changed_inputs(previous.get("input_components"), components[spec.name])
+                          or ["inputs changed"])
+        if previous.get("dependency_run_ids", {}) != dependency_runs:
+            old = previous.get("dependency_run_ids", {})
+            return None, [f"dependency {d} has new results" for d in spec.depends_on
+                          if old.get(d) != dependency_runs[d]] or ["dependencies changed"]
+        return Outcome(spec.name, "cached", "", 0.0, digest), []
+
+    def finish(spec: RunSpec, outcome: Outcome) -> None:
+        folder = spec.results_dir(layout, profile)
         if outcome.status in ("executed", "cached"):
             shutil.rmtree(folder.with_name(f"{folder.name}.failed"), ignore_errors=True)  # obsolete
             run_ids[spec.name] = (_provenance(folder) or {}).get("run_id")
@@ -636,14 +948,162 @@ def reproduce(profile: str = "default", only: list[str] | None = None, *, layout
         else:
             spec.book_path(layout).unlink(missing_ok=True)
         outcomes[spec.name] = outcome
+        bar.update(1)
         if outcome.status == "executed":
-            bar.write(f"{spec.name}: executed in {outcome.seconds:.1f} s", file=sys.stderr)
+            echo(f"{spec.name}: executed in {outcome.seconds:.1f} s "
+                 f"({'; '.join(outcome.extra.get('because', []))})")
             if profile == "quick" and outcome.seconds > QUICK_BUDGET_S:
-                bar.write(f"warning: quick run {spec.name!r} took {outcome.seconds:.0f} s, over the "
-                          f"{QUICK_BUDGET_S} s budget per quick run: make its quick parameters smaller",
-                          file=sys.stderr)
-    bar.close()
+                echo(f"warning: quick run {spec.name!r} took {outcome.seconds:.0f} s, over the "
+                     f"{QUICK_BUDGET_S} s budget per quick run: make its quick parameters smaller")
+
+    ctx = None
+    pending = list(specs.values())  # dependency order
+    expected = {n: float((_provenance(spec.results_dir(layout, profile)) or {}).get("wall_time_s") or 0)
+                for n, spec in specs.items()}
+    running: dict[cf.Future, RunSpec] = {}
+    offsets: dict[str, int] = {}
+    try:
+        with _cluster(workers, scheduler) as (executor, address):
+            slots = jobs or max(1, int(executor.get("workers") or 1))
+            env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(layout.package.parent),
+                                                                os.environ.get("PYTHONPATH")])),
+                   ENV_SCHEDULER: address,
+                   ENV_RETRIES: None if retries is None else str(retries)}
+            with cf.ThreadPoolExecutor(max_workers=slots, thread_name_prefix="rmtlib-run") as pool:
+                try:
+                    while pending or running:
+                        # longest first (by the previous wall time), so that the long runs
+                        # overlap the short ones instead of starting last
+                        for spec in sorted(pending, key=lambda sp: -expected[sp.name]):
+                            if any(d not in outcomes for d in spec.depends_on):
+                                continue
+                            outcome, reasons = decide(spec)
+                            if outcome is not None:
+                                pending.remove(spec)
+                                finish(spec, outcome)
+                                continue
+                            if len(running) >= slots:
+                                continue
+                            pending.remove(spec)
+                            if ctx is None:
+                                ctx = _Context(layout, profile, kernel_name(), rmtlib_hash,
+                                               _git_state(layout.root), executor, env, slots == 1, echo)
+                            spec.book_path(layout).unlink(missing_ok=True)  # never a stale page
+                            dependency_runs = {d: run_ids.get(d) for d in spec.depends_on}
+                            running[pool.submit(_execute, spec, ctx, hashes[spec.name],
+                                                components[spec.name], reasons, dependency_runs)] = spec
+                            bar.set_postfix_str(", ".join(s.name for s in running.values()))
+                        if not running:
+                            continue
+                        done, _ = cf.wait(list(running), timeout=0.5, return_when=cf.FIRST_COMPLETED)
+                        _stream_progress(running.values(), layout, profile, offsets, echo)
+                        for future in done:
+                            finish(running.pop(future), future.result())
+                        bar.set_postfix_str(", ".join(s.name for s in running.values()))
+                except BaseException:
+                    # Ctrl-C (or a bug): stop the kernels first, while the cluster still runs, so
+                    # that the interrupted runs are recognised as such (their partial results are
+                    # deleted, the previous ones put back); then the cluster is closed
+                    if ctx is not None:
+                        ctx.stopping.set()
+                        _stop_kernels(ctx)
+                    for future in list(running):
+                        with contextlib.suppress(BaseException):
+                            future.result(timeout=120)
+                    raise
+    finally:
+        bar.close()
     return list(outcomes.values())
+
+
+def _stream_progress(specs, layout: Layout, profile: str, offsets: dict, echo) -> None:
+    """Print the progress lines that the running runs' tasks logged since the last call."""
+    for spec in specs:
+        path = spec.results_dir(layout, profile) / TASK_LOG
+        try:
+            with open(path, encoding="utf-8") as handle:
+                handle.seek(offsets.get(spec.name, 0))
+                text = handle.read()
+        except OSError:
+            continue
+        complete = text[:text.rfind("\n") + 1]
+        offsets[spec.name] = offsets.get(spec.name, 0) + len(complete.encode())
+        for line in complete.splitlines():
+            with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+                event = json.loads(line)
+                if event.get("event") == "progress":
+                    echo(f"{spec.name}: {event['label']}: {event['done']}/{event['total']} done "
+                         f"({float(event['seconds']):.0f} s)")
+
+
+def _timing_keys(layout: Layout, profile: str, name: str) -> set[str]:
+    """Metrics of a run that are measured times (they differ between any two builds): a key
+    naming seconds or time, or a doc saying wall time / seconds per."""
+    path = layout.results / profile / name / "metrics.json"
+    docs = read_json(path).get("doc", {}) if path.is_file() else {}
+    def timed(key: str, doc: str) -> bool:
+        key, doc = key.lower(), doc.lower()
+        return (key.endswith("_s") or "second" in key or "wall_time" in key or "wall time" in doc
+                or "(seconds)" in doc or doc.endswith("seconds)") or "; seconds)" in doc)
+
+    return {k for k, d in docs.items() if timed(k, str(d))}
+
+
+def _all_metrics(layout: Layout, profile: str, names) -> dict[str, Any]:
+    out = {}
+    for name in names:
+        path = layout.results / profile / name / "metrics.json"
+        out[name] = read_json(path).get("values") if path.is_file() else None
+    return out
+
+
+def benchmark_scale_out(profile: str = "default", only: list[str] | None = None, *,
+                        layout: Layout | None = None, workers: int = 2) -> dict:
+    """Measure the scale-out: execute the selected runs (``only`` and their dependencies, else
+    all) twice with ``force`` -- sequentially, then on a local cluster of ``workers`` -- and
+    compare.  Returns (and writes to ``results/benchmarks/scale_out_<profile>.json``) the two
+    wall times, their ratio, the summed task time of each build, whether every run's
+    ``metrics.json`` is identical and which runs differ (measured times -- see
+    :func:`_timing_keys` -- are left out of the comparison and listed).  The results left in place are the
+    parallel build's (equal to the sequential ones when ``identical``)."""
+    workers = check_int(workers, "workers", minimum=1)
+    layout = layout or Layout(find_root())
+    record: dict[str, Any] = {"profile": profile, "only": list(only or []), "workers": workers,
+                              "cpu_count": os.cpu_count(), "start_utc": _utc(time.time())}
+    with contextlib.suppress(OSError):
+        record["load_average_before"] = [round(x, 2) for x in os.getloadavg()]
+    builds = {}
+    for label, kwargs in (("sequential", {}), ("parallel", {"workers": workers})):
+        start = time.time()
+        outcomes = reproduce(profile, only, layout=layout, force=True, **kwargs)
+        seconds = time.time() - start
+        bad = [o.message for o in outcomes if o.status not in ("executed", "cached")]
+        if bad:
+            raise RuntimeError(f"{label} build failed: {'; '.join(bad)}")
+        names = [o.name for o in outcomes]
+        tasks = [(_provenance(layout.results / profile / n) or {}) for n in names]
+        builds[label] = {"wall_time_s": round(seconds, 1), "runs": names,
+                         "task_time_s": round(sum(t.get("task_time_s") or 0 for t in tasks), 1),
+                         "tasks": sum(t.get("tasks") or 0 for t in tasks),
+                         "metrics": _all_metrics(layout, profile, names)}
+    seq, par = builds["sequential"], builds["parallel"]
+    timings = {n: _timing_keys(layout, profile, n) for n in seq["runs"]}
+    differ = {}
+    for n in seq["runs"]:
+        a, b = seq["metrics"][n] or {}, par["metrics"].get(n) or {}
+        keys = sorted(k for k in set(a) | set(b) if k not in timings[n] and a.get(k) != b.get(k))
+        if keys:
+            differ[n] = keys
+    record["timing_metrics_not_compared"] = {n: sorted(t) for n, t in timings.items() if t}
+    record.update({"sequential_s": seq["wall_time_s"], "parallel_s": par["wall_time_s"],
+                   "ratio": round(par["wall_time_s"] / seq["wall_time_s"], 3),
+                   "sequential_task_time_s": seq["task_time_s"], "parallel_task_time_s": par["task_time_s"],
+                   "tasks": seq["tasks"], "runs": seq["runs"], "identical": not differ, "differ": differ,
+                   "end_utc": _utc(time.time())})
+    with contextlib.suppress(OSError):
+        record["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    write_json(layout.results / "benchmarks" / f"scale_out_{profile}.json", record)
+    return record
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -655,13 +1115,46 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only these runs (and their dependencies)")
     parser.add_argument("--force", action="store_true",
                         help="execute the selected runs even if their inputs are unchanged")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="start a local Dask cluster of N single-threaded worker processes "
+                             "(0: sequential)")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help=f"use the Dask scheduler at ADDRESS (default: ${ENV_SCHEDULER}, if set)")
+    parser.add_argument("--jobs", type=int, default=None, metavar="J",
+                        help="notebooks executing at once on a cluster (default: its worker count)")
+    parser.add_argument("--retries", type=int, default=None, metavar="R",
+                        help=f"retries of a failed task on a cluster (default {DEFAULT_RETRIES})")
+    parser.add_argument("--benchmark", action="store_true",
+                        help="measure the scale-out: execute the selection sequentially, then with "
+                             "--workers N (default 2), both forced, and compare metrics and wall times")
     parser.add_argument("--root", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     start = time.time()
+    if args.benchmark:
+        try:
+            record = benchmark_scale_out(args.profile, args.only, layout=Layout(args.root or find_root()),
+                                         workers=args.workers or 2)
+        except (ValueError, RuntimeError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"scale-out benchmark ({args.profile}, {len(record['runs'])} runs, {record['tasks']} tasks, "
+              f"{record['cpu_count']} CPUs, load {record.get('load_average_before')}): sequential "
+              f"{record['sequential_s']} s, {record['workers']} workers {record['parallel_s']} s, ratio "
+              f"{record['ratio']}; metrics {'identical' if record['identical'] else 'DIFFER: '}"
+              f"{'; '.join(f'{n}: {k}' for n, k in record['differ'].items())} (timings not compared: "
+              f"{sum(map(len, record['timing_metrics_not_compared'].values()))})")
+        return 0 if record["identical"] else 1
+    workers = args.workers or None
+    scheduler = args.scheduler or (None if workers else os.environ.get(ENV_SCHEDULER) or None)
     try:
         layout = Layout(args.root or find_root())
-        outcomes = reproduce(args.profile, args.only, layout=layout, force=args.force)
-    except ValueError as exc:
+        outcomes = reproduce(args.profile, args.only, layout=layout, force=args.force, workers=workers,
+                             scheduler=scheduler, jobs=args.jobs, retries=args.retries)
+    except KeyboardInterrupt:
+        print("interrupted: the kernels and the cluster started by this command are stopped; "
+              "interrupted runs keep their previous results", file=sys.stderr)
+        return 130
+    except (ValueError, RuntimeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     counts = {s: sum(o.status == s for o in outcomes)
@@ -669,8 +1162,10 @@ def main(argv: list[str] | None = None) -> int:
     for o in outcomes:
         if o.status in ("failed", "blocked"):
             print(f"error: {o.message}", file=sys.stderr)
+    where = ("sequential" if not (workers or scheduler) else
+             f"local cluster, {workers} workers" if workers else f"scheduler {scheduler}")
     print(f"reproduce --profile {args.profile}: " + ", ".join(f"{v} {k}" for k, v in counts.items())
-          + f" ({time.time() - start:.1f} s)")
+          + f" ({time.time() - start:.1f} s, {where})")
     return 1 if counts["failed"] or counts["blocked"] else 0
 
 

@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from ._threads import torch_threads
+from .parallel import map_tasks
 from .spectra import analyze
 from .train import HISTORY_COLUMNS, Callback, History, fit, load_checkpoint, save_checkpoint
-from .validation import check_frame
+from .validation import check_bool, check_frame, check_int
 
 __all__ = ["Recipe", "SeedStudy", "analyze_models", "keyed", "load_checkpoints", "run_seeds"]
 
@@ -156,6 +156,21 @@ def load_checkpoints(index: pd.DataFrame, folder, recipes: Iterable[Recipe]) -> 
     return models
 
 
+def _train_one(task: tuple[int, int], *, recipes, train, test, epochs, fit_kwargs):
+    """One ``(recipe index, seed)`` training of :func:`run_seeds` (a :func:`map_tasks` task):
+    ``(model, history, seconds)``."""
+    i, seed = task
+    r = recipes[i]
+    t0 = time.perf_counter()
+    model = r.build(seed)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"recipe {r.name!r}: build({seed}) returned "
+                         f"{type(model).__name__}, not an nn.Module")
+    h = fit(model, train, test, epochs=epochs, seed=seed, callbacks=list(r.callbacks()),
+            **{**fit_kwargs, **r.fit_options, "progress": False})
+    return model, h, time.perf_counter() - t0
+
+
 def run_seeds(recipes: Iterable[Recipe], seeds: Iterable[int], train, test, *, epochs: int,
               threads: int | None = 1, progress: bool = False, **fit_kwargs) -> SeedStudy:
     """Train every recipe once per seed (paired design, see the module docstring).
@@ -170,31 +185,38 @@ def run_seeds(recipes: Iterable[Recipe], seeds: Iterable[int], train, test, *, e
     epochs : int
         Training epochs of every run.
     threads : int or None
-        Torch threads during the study (restored afterwards); see :func:`torch_threads`.
+        Torch threads of each training (restored afterwards); see
+        :func:`rmtlib._threads.torch_threads`.  One thread makes the numbers independent of
+        the machine and of where the run executes.
     progress : bool
-        Print one line per finished run (recipe, seed, final test accuracy, seconds).
+        Print ``training runs: k/n done`` as runs finish, then one line per run (recipe, seed,
+        final test accuracy, seconds).
+
+    The ``(recipe, seed)`` trainings are independent tasks of
+    :func:`rmtlib.parallel.map_tasks`: in-process by default, spread over the runner's Dask
+    cluster when there is one (the data sets are sent to each worker once); every task seeds
+    itself from its seed, so the study is the same wherever it runs.
     **fit_kwargs
         Passed to :func:`rmtlib.train.fit` (``lr``, ``momentum``, ``batch_size``, ...).
     """
     recipes, seeds = _check_recipes(recipes), _check_seeds(seeds)
-    frames, models, histories = [], {}, {}
+    progress = check_bool(progress, "progress")
+    if threads is not None:
+        threads = check_int(threads, "threads", minimum=1)
     start = time.perf_counter()
-    with torch_threads(threads):
-        for seed in seeds:
-            for r in recipes:
-                t0 = time.perf_counter()
-                model = r.build(seed)
-                if not isinstance(model, nn.Module):
-                    raise ValueError(f"recipe {r.name!r}: build({seed}) returned "
-                                     f"{type(model).__name__}, not an nn.Module")
-                opts = {**fit_kwargs, **r.fit_options, "progress": False}
-                h = fit(model, train, test, epochs=epochs, seed=seed,
-                        callbacks=list(r.callbacks()), **opts)
-                models[r.name, seed], histories[r.name, seed] = model, h
-                frames.append(h.frame.assign(recipe=r.name, seed=seed, **dict(r.tags)))
-                if progress:
-                    print(f"{r.name} | seed {seed}: final test accuracy "
-                          f"{h.final.test_acc:.2f}% ({time.perf_counter() - t0:.1f} s)")
+    tasks = [(i, seed) for seed in seeds for i in range(len(recipes))]
+    opts = {**fit_kwargs, "progress": False}
+    done = map_tasks(_train_one, tasks, label="training runs", progress=progress, threads=threads,
+                     shared={"recipes": recipes, "train": train, "test": test, "epochs": epochs,
+                             "fit_kwargs": opts})
+    frames, models, histories = [], {}, {}
+    for (i, seed), (model, h, seconds) in zip(tasks, done):
+        r = recipes[i]
+        models[r.name, seed], histories[r.name, seed] = model, h
+        frames.append(h.frame.assign(recipe=r.name, seed=seed, **dict(r.tags)))
+        if progress:
+            print(f"{r.name} | seed {seed}: final test accuracy "
+                  f"{h.final.test_acc:.2f}% ({seconds:.1f} s)")
     frame = pd.concat(frames, ignore_index=True)
     lead = ["recipe", "seed", *dict.fromkeys(k for r in recipes for k in r.tags)]
     frame = frame[lead + [c for c in frame.columns if c not in lead]]

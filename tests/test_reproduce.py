@@ -368,3 +368,79 @@ def test_reader_copy_merges_the_injected_parameters_into_the_parameters_cell():
     ast_ok = compile(src, "<cell>", "exec")  # still plain Python
     assert ast_ok is not None
     assert merge_parameters({"cells": [cell("x = 1", ["parameters"])]}) == {"cells": [cell("x = 1", ["parameters"])]}
+
+
+# ----------------------------------------------------------------------------- the cache's inputs
+
+def test_a_package_version_change_forces_reexecution_and_says_why(repo, monkeypatch):
+    assert _status(rp.reproduce("quick", layout=repo, only=["demo"])) == {"demo": "executed"}
+    assert _status(rp.reproduce("quick", layout=repo, only=["demo"])) == {"demo": "cached"}
+    real = rp.package_versions()
+    assert real["torch"] and real["numpy"] and set(rp.PACKAGES) == set(real)
+    monkeypatch.setattr(rp, "package_versions", lambda names=rp.PACKAGES: {**real, "torch": "99.0"})
+    [again] = rp.reproduce("quick", layout=repo, only=["demo"])
+    assert again.status == "executed"
+    because = f"package torch {real['torch']} -> 99.0"
+    assert again.extra["because"] == [because]
+    prov = json.loads((repo.results / "quick" / "demo" / "provenance.json").read_text())
+    assert prov["executed_because"] == [because] and prov["input_components"]["packages"]["torch"] == "99.0"
+    assert _status(rp.reproduce("quick", layout=repo, only=["demo"])) == {"demo": "cached"}
+    [forced] = rp.reproduce("quick", layout=repo, only=["demo"], force=True)
+    assert forced.extra["because"] == ["forced (--force)"]
+
+
+def test_changed_inputs_names_what_changed():
+    old = {"format": 2, "notebook": "a", "params": {"n": 1000, "seed": 0}, "entry": {}, "rmtlib": "r",
+           "packages": {"torch": "2.1", "numpy": "2.0"}, "data": {"mnist": {"f": "x"}},
+           "dependencies": {"up": "h1"}, "inputs": {"t.yml": "s"}}
+    assert rp.changed_inputs(old, old) == []
+    new = {**old, "notebook": "b", "params": {"n": 2000, "seed": 0}, "rmtlib": "q",
+           "packages": {"torch": "2.1", "numpy": "2.1"}, "data": {"mnist": {"f": "y"}},
+           "dependencies": {"up": "h2"}, "inputs": {"t.yml": "t"}}
+    assert rp.changed_inputs(old, new) == [
+        "notebook source changed", "rmtlib source changed", "package numpy 2.0 -> 2.1",
+        "parameter n 1000 -> 2000", "data set mnist changed", "input file t.yml changed",
+        "dependency up has new inputs"]
+    assert rp.changed_inputs(None, new) == ["no previous results"]
+    assert rp.changed_inputs({"format": 1}, new) == ["previous results from an older runner"]
+
+
+def test_declared_data_sets_are_checked_and_their_checksums_hashed(repo, monkeypatch, tmp_path):
+    from rmtlib.data import file_md5s
+
+    runs = yaml.safe_load(repo.config.read_text())
+    runs["demo"]["data"] = ["MNIST"]
+    write_config(repo.root, runs)
+    specs = rp.load_config(repo, "quick")
+    assert specs["demo"].data == ("mnist",) and specs["after"].data == ()
+    monkeypatch.setattr(rp, "data_checksums", lambda names: {n: file_md5s(n) for n in names})
+    comps = rp.input_components(specs, repo, "quick")
+    assert comps["demo"]["data"] == {"mnist": file_md5s("mnist")} and comps["after"]["data"] == {}
+    assert len(set(file_md5s("mnist").values())) == 4
+    base = rp.input_hashes(specs, repo, "quick")
+    monkeypatch.setattr(rp, "data_checksums", lambda names: {n: "unavailable: gone" for n in names})
+    changed = rp.input_hashes(specs, repo, "quick")
+    assert changed["demo"] != base["demo"] and changed["after"] != base["after"]  # a dependant too
+    runs["demo"]["data"] = ["cifar"]
+    write_config(repo.root, runs)
+    with pytest.raises(rp.ConfigError, match="'data': unknown dataset 'cifar'"):
+        rp.load_config(repo, "quick")
+
+
+def test_data_checksums_verify_the_files_or_say_why_not(monkeypatch, tmp_path):
+    from rmtlib.data import file_md5s
+
+    if os.environ.get("RMTLIB_DATA"):
+        assert rp.data_checksums(["mnist"]) == {"mnist": file_md5s("mnist")}
+    monkeypatch.setenv("RMTLIB_DATA", str(tmp_path))
+    monkeypatch.setenv("RMTLIB_DATA_MIRROR", "http://127.0.0.1:9/")  # nothing listens: offline
+    out = rp.data_checksums(["fashion_mnist"])
+    assert out["fashion_mnist"].startswith("unavailable: ")
+
+
+def test_each_run_keeps_its_log_next_to_its_results(repo):
+    nb = repo.notebooks / "part" / "demo.ipynb"
+    write_notebook(nb, body=BODY_SRC + "import sys\nprint('to stderr', file=sys.stderr)\n")
+    rp.reproduce("quick", layout=repo, only=["demo"])
+    log = (repo.results / "quick" / "demo" / rp.LOG).read_text()
+    assert "profile quick" in log and "to stderr" in log

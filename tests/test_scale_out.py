@@ -1,0 +1,255 @@
+"""The runner on Dask (issue 10): a parallel build equals the sequential one; an existing
+``dask scheduler`` + ``dask worker``; a task failing past its retries; Ctrl-C.
+
+Tiny throwaway notebooks in a tmp repository, never the book's own."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import rmtlib
+from rmtlib import reproduce as rp
+
+PACKAGE = Path(rmtlib.__file__).resolve().parent
+CHECKOUT = PACKAGE.parent
+DASK = Path(sys.executable).with_name("dask")
+
+PARAMS = 'seed = 0\nn = 3\nprofile = "manual"\nresults_dir = None\n'
+MC = """import numpy as np
+from rmtlib.parallel import map_tasks
+from rmtlib.results import Run
+
+def top(task, scale):
+    x = np.random.default_rng(task).standard_normal((60, 30)) * scale
+    return float(np.linalg.eigvalsh(x.T @ x / 60)[-1])
+
+run = Run(results_dir, name="mc")
+values = map_tasks(top, [seed + i for i in range(n)], shared={"scale": 1.5}, label="draws",
+                   progress=False)
+run.log("top_mean", float(np.mean(values)), doc="mean largest eigenvalue (dimensionless)")
+run.log("top_first", values[0], doc="largest eigenvalue of the first draw (dimensionless)")
+"""
+TRAIN = """import torch
+from rmtlib.models import MLP
+from rmtlib.results import Run
+from rmtlib.studies import Recipe, run_seeds
+
+g = torch.Generator().manual_seed(seed)
+x = torch.randn(200, 20, generator=g)
+y = (x[:, 0] > 0).long() + (x[:, 1] > 1).long()
+recipes = [Recipe("narrow", lambda s: MLP([20, 8, 3], seed=s)),
+           Recipe("wide", lambda s: MLP([20, 32, 3], seed=s))]
+study = run_seeds(recipes, [seed, seed + 1], (x, y), (x[:80], y[:80]), epochs=n, batch_size=40,
+                  lr=0.1)
+run = Run(results_dir, name="train")
+final = study.frame[study.frame.epoch == n]
+run.log("final_loss", final.train_loss.tolist(), doc="final training losses (nats)")
+run.log("final_acc", final.test_acc.tolist(), doc="final test accuracies (%)")
+"""
+AFTER = """from pathlib import Path
+from rmtlib.results import Run, read_json
+
+run = Run(results_dir, name="after")
+mc = read_json(Path(results_dir).parent / "mc" / "metrics.json")["values"]  # this layout's mc
+run.log("twice", 2 * mc["top_mean"], doc="twice the mean of mc (dimensionless)")
+"""
+FAIL = """from rmtlib.parallel import map_tasks
+
+def picky(task):
+    if task == 1:
+        raise ValueError("no task 1")
+    return task
+
+map_tasks(picky, [0, 1, 2], label="picky draws", progress=False)
+"""
+SLOW = """import time
+from pathlib import Path
+from rmtlib.parallel import map_tasks
+from rmtlib.results import Run
+
+def wait(task, marker):
+    Path(marker).write_text(str(task))
+    if n > 3:
+        time.sleep(300)
+    return task
+
+run = Run(results_dir, name="slow")
+run.log("total", sum(map_tasks(wait, [1, 2], shared={"marker": MARKER}, progress=False)),
+        doc="sum of the tasks (count)")
+"""
+
+
+def notebook(path: Path, body: str, params: str = PARAMS) -> None:
+    cells = [{"cell_type": "code", "id": "params", "metadata": {"tags": ["parameters"]},
+              "execution_count": None, "outputs": [], "source": params},
+             {"cell_type": "code", "id": "body", "metadata": {}, "execution_count": None,
+              "outputs": [], "source": body}]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"cells": cells, "nbformat": 4, "nbformat_minor": 5, "metadata": {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}}))
+
+
+def repository(root: Path, runs: dict[str, tuple[str, dict]], extra=None) -> None:
+    config = {}
+    for name, (body, entry) in runs.items():
+        notebook(root / "notebooks" / "part" / f"{name}.ipynb", body)
+        config[name] = {"notebook": f"part/{name}.ipynb", "title": name.title(),
+                        "params": {"base": {"seed": 5, "n": 3}}, **entry}
+    (root / "notebooks" / "runs.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def layout(root: Path, tag: str) -> rp.Layout:
+    return rp.Layout(root, results=root / f"results-{tag}", book=root / f"book-{tag}", package=PACKAGE)
+
+
+def metrics(lay: rp.Layout, name: str) -> dict:
+    return json.loads((lay.results / "quick" / name / "metrics.json").read_text())
+
+
+def provenance(lay: rp.Layout, name: str) -> dict:
+    return json.loads((lay.results / "quick" / name / "provenance.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scale")
+    repository(root, {"mc": (MC, {}), "train": (TRAIN, {}), "after": (AFTER, {"depends_on": ["mc"]})})
+    return root
+
+
+@pytest.fixture(scope="module")
+def scheduler(tmp_path_factory):
+    """A separately started ``dask scheduler`` and one ``dask worker`` on 127.0.0.1."""
+    folder = tmp_path_factory.mktemp("dask")
+    file = folder / "scheduler.json"
+    env = {**os.environ, "PYTHONPATH": str(CHECKOUT)}
+    env.pop(rp.ENV_SCHEDULER, None)
+    common = {"cwd": folder, "env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    procs = [subprocess.Popen([str(DASK), "scheduler", "--host", "127.0.0.1", "--port", "0",
+                               "--no-dashboard", "--scheduler-file", str(file)], **common)]
+    try:
+        deadline = time.time() + 90
+        while not file.exists() and time.time() < deadline:
+            time.sleep(0.2)
+        address = json.loads(file.read_text())["address"]
+        procs.append(subprocess.Popen([str(DASK), "worker", address, "--nthreads", "1", "--nworkers", "1",
+                                       "--no-dashboard", "--host", "127.0.0.1"], **common))
+        from distributed import Client
+
+        with Client(address, timeout="60s") as client:
+            client.wait_for_workers(1, timeout=90)
+        yield address
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def test_a_parallel_build_equals_the_sequential_build(repo, capsys):
+    seq, par = layout(repo, "seq"), layout(repo, "par")
+    assert {o.status for o in rp.reproduce("quick", layout=seq)} == {"executed"}
+    capsys.readouterr()
+    assert {o.status for o in rp.reproduce("quick", layout=par, workers=2)} == {"executed"}
+    err = capsys.readouterr().err
+    for name in ("mc", "train", "after"):
+        assert metrics(seq, name) == metrics(par, name), name
+    assert provenance(seq, "mc")["executor"] == {"kind": "sequential"}
+    assert provenance(par, "mc")["executor"] == {"kind": "local_cluster", "workers": 2,
+                                                 "threads_per_worker": 1}
+    assert rp.describe_executor(provenance(par, "train")["executor"]) == "local cluster, 2 workers"
+    for lay in (seq, par):
+        assert provenance(lay, "mc")["tasks"] == 3 and provenance(lay, "train")["tasks"] == 4
+        assert provenance(lay, "after")["tasks"] == 0
+        assert provenance(lay, "train")["task_time_s"] > 0
+        assert provenance(lay, "mc")["executed_because"] == ["no previous results"]
+        assert (lay.results / "quick" / "train" / rp.LOG).is_file()
+    assert "mc: draws: 3/3 done" in err and "train: training runs: 4/4 done" in err  # streamed
+    # the cluster does not change the input hash: a sequential call finds everything cached
+    assert {o.status for o in rp.reproduce("quick", layout=par)} == {"cached"}
+
+
+def test_an_existing_scheduler_is_used_and_gives_the_same_metrics(repo, scheduler):
+    seq, ext = layout(repo, "seq"), layout(repo, "ext")
+    if not (seq.results / "quick" / "mc" / "provenance.json").exists():
+        rp.reproduce("quick", layout=seq, only=["mc"])
+    out = rp.reproduce("quick", layout=ext, only=["mc"], scheduler=scheduler)
+    assert [o.status for o in out] == ["executed"]
+    assert metrics(ext, "mc") == metrics(seq, "mc")
+    prov = provenance(ext, "mc")
+    assert prov["executor"] == {"kind": "scheduler", "address": scheduler, "workers": 1}
+    assert rp.describe_executor(prov["executor"]) == f"scheduler {scheduler}, 1 worker"
+
+
+def test_a_task_failing_past_its_retries_fails_the_run_naming_notebook_and_task(tmp_path, scheduler):
+    repository(tmp_path, {"bad": (FAIL, {})})
+    lay = layout(tmp_path, "x")
+    [outcome] = rp.reproduce("quick", layout=lay, scheduler=scheduler, retries=0)
+    assert outcome.status == "failed"
+    assert "notebooks/part/bad.ipynb, cell index 1" in outcome.message
+    assert "TaskError: task 2/3 of 'picky draws' (1) failed" in outcome.message
+    assert "after 0 retries: ValueError: no task 1" in outcome.message
+    assert not (lay.results / "quick" / "bad").exists()  # no partial results, no page
+    assert not (lay.book / "part" / "bad.ipynb").exists()
+    assert (lay.results / "quick" / "bad.failed" / rp.LOG).is_file()  # the failed attempt's record
+
+
+def test_reproduce_arguments_are_checked(repo):
+    with pytest.raises(ValueError, match="workers"):
+        rp.reproduce("quick", layout=layout(repo, "seq"), workers=0)
+    with pytest.raises(ValueError, match="not both"):
+        rp.reproduce("quick", layout=layout(repo, "seq"), workers=2, scheduler="tcp://127.0.0.1:1")
+    with pytest.raises(ValueError, match="retries"):
+        rp.reproduce("quick", layout=layout(repo, "seq"), retries=-1)
+
+
+def test_ctrl_c_stops_the_cluster_and_keeps_the_previous_results(tmp_path):
+    import psutil
+
+    marker = tmp_path / "started"
+    body = SLOW.replace("MARKER", repr(str(marker)))
+    repository(tmp_path, {"slow": (body, {})})
+    lay = rp.Layout(tmp_path, package=PACKAGE)
+    assert [o.status for o in rp.reproduce("quick", layout=lay)] == ["executed"]
+    folder = lay.results / "quick" / "slow"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    marker.unlink()
+    config = yaml.safe_load(lay.config.read_text())
+    config["slow"]["params"]["base"]["n"] = 4  # new inputs, and the tasks now wait
+    lay.config.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PYTHONPATH": str(CHECKOUT)}
+    env.pop(rp.ENV_SCHEDULER, None)
+    runner = subprocess.Popen([sys.executable, "-m", "rmtlib.reproduce", "--profile", "quick",
+                               "--workers", "1", "--root", str(tmp_path)], cwd=CHECKOUT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 150
+        while not marker.exists() and time.time() < deadline and runner.poll() is None:
+            time.sleep(0.2)
+        assert marker.exists(), runner.communicate(timeout=30)
+        children = psutil.Process(runner.pid).children(recursive=True)
+        assert children  # the cluster's processes and the kernel
+        runner.send_signal(signal.SIGINT)
+        out, err = runner.communicate(timeout=120)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    assert runner.returncode == 130, err
+    assert "interrupted" in err
+    _, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, [p.cmdline() for p in alive]
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # untouched
+    assert not any(p.name.startswith("slow.") for p in folder.parent.iterdir())  # no partial dirs
+    assert not (lay.book / "part" / "slow.ipynb").exists()  # no page older than its inputs
