@@ -124,3 +124,75 @@ def test_landscape_measures_pair():
     assert p.loss.iloc[-1] == pytest.approx(meas.final_loss.iloc[0], rel=1e-12, abs=0)
     assert p.loss.iloc[0] > p.loss.iloc[-1]
     assert isinstance(study.models["a", 1], nn.Module)
+
+
+def test_paired_interval_against_t_quantile():
+    from rmtlib.papers.paper2_cnn import paired_interval
+
+    iv = paired_interval([1.0, 2.0, 3.0], level=0.95)
+    # mean 2, sd 1, t_{2, 0.975} = 4.302653 -> half width 4.302653 / sqrt(3)
+    assert iv["mean"] == 2.0 and iv["sd"] == 1.0 and iv["n"] == 3
+    assert iv["high"] - 2.0 == pytest.approx(4.302652729749464 / 3**0.5, rel=1e-9, abs=0)
+    assert iv["low"] == pytest.approx(2.0 - 4.302652729749464 / 3**0.5, rel=1e-9, abs=0)
+    with pytest.raises(ValueError):
+        paired_interval([], 0.9)
+    with pytest.raises(ValueError, match="level"):
+        paired_interval([1.0, 2.0], 1.0)
+
+
+def test_recorders_write_per_arm_records(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from rmtlib.papers.paper2_cnn import (
+        arm_table,
+        arms_text,
+        record_arms,
+        record_landscape,
+        record_paired,
+        record_sweep,
+    )
+    from rmtlib.results import Run
+    from rmtlib.stats import final_rows
+
+    rows = []
+    for seed, (a, b) in enumerate([(80.0, 81.0), (79.0, 81.5), (82.0, 81.0)]):
+        for recipe, acc, n in (("unpruned", a, 100), ("pruned", b, 60)):
+            rows += [{"recipe": recipe, "seed": seed, "epoch": 0, "test_acc": 10.0,
+                      "train_acc": 10.0, "n_params": 100},
+                     {"recipe": recipe, "seed": seed, "epoch": 1, "test_acc": acc,
+                      "train_acc": acc + 1, "n_params": n}]
+    frame = pd.DataFrame(rows)
+    run = Run(tmp_path / "r")
+    rec = record_arms(run, frame)
+    assert rec["final_test_acc"]["pruned"]["per_seed"] == {"0": 81.0, "1": 81.5, "2": 81.0}
+    assert rec["n_params"]["pruned"]["mean"] == 60
+    d = record_paired(run, "diff", frame, "unpruned", "pruned", doc="test")
+    assert list(d.difference) == [1.0, 2.5, -1.0]
+    table = arm_table(final_rows(frame))
+    assert table.loc["pruned", "seeds"] == 3
+    assert arms_text(final_rows(frame)).startswith("unpruned 80.33 ± 1.53 %")
+    meas = pd.DataFrame({"recipe": ["unpruned", "pruned"] * 2, "seed": [0, 0, 1, 1],
+                         "hessian_top": [10.0, 5.0, 8.0, 6.0], "path_barrier": [0.0] * 4})
+    paths = pd.DataFrame({"recipe": ["pruned"] * 2, "seed": [0, 0], "t": [0.0, 1.0],
+                          "loss": [2.0, 0.5]})
+    out = record_landscape(run, meas, paths)
+    assert out["p2_hessian_ratio"]["per_seed"] == {"0": 0.5, "1": 0.75}
+    assert out["p2_hessian_diff"]["n_lower"] == 2
+    sweep = pd.DataFrame([
+        {"net": "fc", "seed": s, "method": m, "f": 0.0, "finetuned": ft, "n_params": 50,
+         "kept_share": 0.5, "test_acc": acc + s}
+        for s in (0, 1) for ft in (False, True)
+        for m, acc in (("rmt", 80.0), ("magnitude", 70.0), ("random_rank", 60.0))]
+        + [{"net": "fc", "seed": s, "method": "unpruned", "f": float("nan"), "finetuned": False,
+            "n_params": 100, "kept_share": 1.0, "test_acc": 85.0} for s in (0, 1)])
+    out = record_sweep(run, sweep)
+    assert out["p2_pre_bema_vs_mag_fc"]["mean"] == 10.0
+    assert out["p2_pre_bema_vs_rnd_fc"]["per_seed"] == {"0": 20.0, "1": 20.0}
+    assert out["p2_pre_bema_kept_fc"]["mean"] == 50.0
+    saved = json.loads((tmp_path / "r" / "metrics.json").read_text())["values"]
+    assert {"final_test_acc", "final_train_acc", "n_params", "p2_hessian_ratio",
+            "sweep_pairs"} <= set(saved)
+    with pytest.raises(ValueError, match="f = 0"):
+        record_sweep(run, sweep.assign(f=0.5))
