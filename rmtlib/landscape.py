@@ -271,8 +271,10 @@ class BulkShareTracker(Callback):
     an ``epoch`` column."""
 
     def __init__(self, *, every: int = 1, alpha: float = 0.2, beta: float = 0.1):
+        from .bema import check_alpha, check_beta
+
         self.every = check_int(every, "every", minimum=1)
-        self.alpha, self.beta = alpha, beta
+        self.alpha, self.beta = check_alpha(alpha), check_beta(beta)
         self.parts: list[pd.DataFrame] = []
         self.seed: int | None = None  #: the training seed (set when training begins)
 

@@ -57,10 +57,20 @@ from ..stats import (
 )
 from ..studies import Recipe, SeedStudy
 from ..train import Callback, RMTPruning, evaluate, fit
-from ..validation import check_bool, check_float, check_int, check_probability
+from ..validation import (
+    ArgumentTypeError,
+    check_bool,
+    check_float,
+    check_frame,
+    check_int,
+    check_probability,
+    check_str,
+    describe,
+)
 
 __all__ = [
     "METHODS",
+    "SWEEP_COLUMNS",
     "BulkShares",
     "LinearDecay",
     "PaperExactCNN",
@@ -216,8 +226,10 @@ def arm_table(finals: pd.DataFrame, train_eval: pd.DataFrame | None = None, *,
     """Per arm (``by``) of the final rows: test and training accuracy (eval mode when
     ``train_eval`` is given) as "mean ± sd" over seeds, the range of the test accuracy, the
     mean stored parameters and the number of seeds."""
-    fin = finals
+    fin = check_frame(finals, ["seed", "test_acc", "train_acc", "n_params",
+                               check_str(by, "by")], "finals")
     if train_eval is not None:
+        check_frame(train_eval, ["recipe", "seed", "train_acc_eval"], "train_eval")
         fin = fin.merge(train_eval.drop(columns=[c for c in ("dataset",) if c in train_eval
                                                  and c in fin]),
                         on=["recipe", "seed"], how="left")
@@ -239,6 +251,10 @@ def record_cnn_headlines(run, history: pd.DataFrame, datasets: Sequence[str],
     set, corrected), ``p2_cnn_kept_pct`` (its pruned/unpruned parameter ratio, %) and glue
     ``p2_cnn_verdicts`` (one sentence per data set and variant).  ``history`` has ``dataset``
     and ``recipe`` columns as in the CNN notebook."""
+    check_frame(history, ["dataset", "recipe", "seed", "epoch", "test_acc", "n_params"], "history")
+    if isinstance(datasets, str) or not datasets:
+        raise ArgumentTypeError(f"datasets must be a non-empty list of names, got "
+                                f"{describe(datasets)}")
     out, verdicts = {}, []
     for ds in datasets:
         part = history[history.dataset == ds]
@@ -264,6 +280,7 @@ def record_cnn_headlines(run, history: pd.DataFrame, datasets: Sequence[str],
 
 def arms_text(finals: pd.DataFrame, *, by: str = "recipe") -> str:
     """``"unpruned 85.10 ± 0.31 %, pruned 85.42 ± 0.22 %"``: final test accuracy per arm."""
+    check_frame(finals, [check_str(by, "by"), "test_acc"], "finals")
     return ", ".join(f"{k} {format_mean_sd(g.test_acc.mean(), g.test_acc.std())} %"
                      for k, g in finals.groupby(by, sort=False))
 
@@ -272,6 +289,8 @@ def train_accuracy(study: SeedStudy, train, *, batch_size: int = 2048) -> pd.Dat
     """Accuracy (%) and loss of every trained model of ``study`` on the training set, in eval
     mode (the history's ``train_acc`` is a running mean in training mode, with dropout):
     columns ``recipe``, ``seed``, ``train_acc_eval``, ``train_loss_eval``."""
+    if not isinstance(study, SeedStudy):
+        raise ArgumentTypeError(f"study must be a SeedStudy, got {describe(study)}")
     rows = []
     for (recipe, seed), model in study.models.items():
         loss, acc = evaluate(model, train, batch_size=batch_size)
@@ -283,10 +302,13 @@ def train_accuracy(study: SeedStudy, train, *, batch_size: int = 2048) -> pd.Dat
 def rank_table(events: pd.DataFrame) -> pd.DataFrame:
     """Per recipe, seed, epoch and layer: the rank after each pruning event (skipped layers
     keep ``rank_before``) and whether the layer was split, from :meth:`SeedStudy.events`."""
+    if not isinstance(events, pd.DataFrame):
+        raise ArgumentTypeError(f"events must be a DataFrame, got {describe(events)}")
     if events.empty:
         return pd.DataFrame(columns=["recipe", "seed", "epoch", "name", "p", "spikes",
                                      "rank_after", "action"])
     cols = ["recipe", "seed", "epoch", "name", "p", "spikes", "rank_after", "action"]
+    check_frame(events, cols, "events")
     return events[cols].reset_index(drop=True)
 
 
@@ -296,8 +318,11 @@ def record_arms(run, frame: pd.DataFrame, train_eval: pd.DataFrame | None = None
     the final rows of the history ``frame``) in paper 1's record format; the training
     accuracy is the eval-mode one of ``train_eval`` (:func:`train_accuracy`) when given, else
     the history's running mean.  Returns the three records."""
+    check_frame(frame, ["recipe", "seed", "epoch", "test_acc", "train_acc", "n_params",
+                        check_str(by, "by")], "frame")
     fin = final_rows(frame)
     if train_eval is not None:
+        check_frame(train_eval, ["recipe", "seed", "train_acc_eval"], "train_eval")
         fin = fin.merge(train_eval, on=["recipe", "seed"], how="left")
         fin["train_acc"] = fin["train_acc_eval"]
         how = "evaluated on the training set in eval mode"
@@ -322,6 +347,7 @@ def record_paired(run, key: str, frame: pd.DataFrame, baseline: str, other: str,
     """Log ``key`` = the per-seed paired difference ``other - baseline`` of ``metric`` at
     the final epoch as a seed record (plus ``n_positive``) and glue ``<key>_verdict``
     (:func:`rmtlib.stats.paired_verdict`).  Returns the pairs."""
+    check_str(key, "key")
     d = paired_differences(frame, baseline, other, metric)
     rec = seed_record(dict(zip(d.seed, d.difference)))
     rec["n_positive"] = int((d.difference > 0).sum())
@@ -339,6 +365,10 @@ def _finetune(model: nn.Module, train, options: Mapping, seed: int, masks=None) 
     else:
         with masked_gradients(model, masks):
             fit(model, train, epochs=1, seed=seed, progress=False, **options)
+
+
+#: Columns of :func:`prune_sweep`'s frame.
+SWEEP_COLUMNS = ["net", "seed", "method", "f", "finetuned", "n_params", "kept_share", "test_acc"]
 
 
 def _sweep_one(task, *, train, test, fractions, policy, finetune, finetune_options):
@@ -370,7 +400,7 @@ def _sweep_one(task, *, train, test, fractions, policy, finetune, finetune_optio
                 rows.append({"net": net, "seed": seed, "method": method, "f": f,
                              "finetuned": True, "n_params": n_after, "kept_share": n_after / base,
                              "test_acc": evaluate(m, test)[1]})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
 
 
 def prune_sweep(models: Mapping, train, test, *, fractions: Sequence[float],
@@ -399,6 +429,11 @@ def prune_sweep(models: Mapping, train, test, *, fractions: Sequence[float],
     if not fr:
         raise ValueError("fractions must hold at least one bulk fraction in [0, 1]")
     finetune = check_bool(finetune, "finetune")
+    if not isinstance(models, Mapping) or not models or not all(
+            isinstance(k, tuple) and len(k) == 2 and isinstance(m, nn.Module)
+            for k, m in models.items()):
+        raise ArgumentTypeError(f"models must be a non-empty mapping (net, seed) -> nn.Module, "
+                                f"got {describe(models)}")
     pol = {"gof": 0.1, "alpha": 0.2, "beta": 0.1, **dict(policy or {})}
     tasks = [(str(net), int(seed), model) for (net, seed), model in models.items()]
     with torch_threads(threads):
@@ -413,6 +448,7 @@ def sweep_summary(sweep: pd.DataFrame) -> pd.DataFrame:
     """Mean and sd over seeds of ``kept_share`` (%) and ``test_acc`` per net, method, ``f`` and
     ``finetuned`` (columns ``..._mean``, ``..._sd``, ``n``) and a ``label`` for the RMT points
     (``"BEMA"`` at ``f = 0``)."""
+    check_frame(sweep, SWEEP_COLUMNS, "sweep")
     rows = sweep[sweep.method != "unpruned"]
     g = rows.groupby(["net", "method", "f", "finetuned"], sort=False)
     out = g.agg(kept_pct_mean=("kept_share", lambda s: 100 * s.mean()),
@@ -428,6 +464,7 @@ def sweep_records(sweep: pd.DataFrame) -> dict:
     """``{net: {method: {"finetuned"/"no_finetune": {"f=<f>": {"n_params": rec,
     "test_acc": rec}}}}}`` (seed records) for ``metrics.json``: the accuracy/parameter pairs
     of each method."""
+    check_frame(sweep, SWEEP_COLUMNS, "sweep")
     out: dict = {}
     rows = sweep[sweep.method != "unpruned"]
     for (net, method, ft, f), g in rows.groupby(["net", "method", "finetuned", "f"], sort=False):
@@ -451,6 +488,7 @@ def record_sweep(run, sweep: pd.DataFrame) -> dict:
     fine-tuning), ``..._ft_<net>`` (after it), ``p2_pre_bema_vs_rnd_<net>`` (RMT minus random
     rank), each with its ``_verdict`` sentence, and ``p2_pre_bema_kept_<net>`` (parameters kept,
     %)."""
+    check_frame(sweep, SWEEP_COLUMNS, "sweep")
     if not (sweep.f == 0).any():
         raise ValueError("the sweep has no f = 0 (BEMA's own choice); add 0.0 to fractions")
     out = {"sweep_pairs": run.log(
@@ -544,6 +582,8 @@ def record_landscape(run, meas: pd.DataFrame, paths: pd.DataFrame, *, level: flo
     ``other`` / ``baseline``), ``p2_hessian_diff`` and ``p2_barrier_diff`` (paired differences
     ``other - baseline`` with a :func:`paired_interval`) with their prose
     (``..._text``), and ``path_loss`` (the path curves)."""
+    check_frame(meas, ["recipe", "seed", "hessian_top", "path_barrier"], "meas")
+    check_frame(paths, ["recipe", "seed", "t", "loss"], "paths")
     out = {
         "hessian_top": run.log("hessian_top", record_tree(meas, "hessian_top", ["recipe"]),
                                doc="top Hessian eigenvalue of the mean training cross-entropy at "
@@ -580,6 +620,7 @@ def record_bulk(run, bulk: pd.DataFrame) -> dict:
     """Log ``bulk_share_by_epoch`` (``{recipe: {layer: {seed: [share per epoch]}}}``, NaN where
     the fit failed) and glue ``p2_bulk_first_text``: the first layer's share at the last
     epoch per arm, mean ± sd."""
+    check_frame(bulk, ["recipe", "seed", "epoch", "name", "share_inside"], "bulk")
     rec = run.log("bulk_share_by_epoch", curve_tree(bulk, "share_inside", ["recipe", "name"]),
                   doc="share of each layer's eigenvalues inside the fitted MP bulk after each "
                       "epoch (0 = initialisation), per arm, layer and seed (fraction)")
@@ -597,7 +638,9 @@ class BulkShares:
     recipe, seed, epoch and layer."""
 
     def __init__(self, *, alpha: float = 0.2, beta: float = 0.1):
-        self.alpha, self.beta = alpha, beta
+        from ..bema import check_alpha, check_beta
+
+        self.alpha, self.beta = check_alpha(alpha), check_beta(beta)
         self.trackers: list[tuple[str, BulkShareTracker]] = []
 
     def factory(self, recipe: str) -> Callable[[], list]:
@@ -646,7 +689,12 @@ def landscape_measures(study: SeedStudy, recipes: Sequence[Recipe], data, *, n_i
     maximum loss minus the larger endpoint loss, ``final_loss``) and the path points
     (``recipe``, ``seed``, ``t``, ``loss``, ``acc``).  Tasks of
     :func:`rmtlib.parallel.map_tasks`, run with ``threads`` torch threads."""
+    if not isinstance(study, SeedStudy):
+        raise ArgumentTypeError(f"study must be a SeedStudy, got {describe(study)}")
     by_name = {r.name: r for r in recipes}
+    missing = sorted({r for r, _ in study.models} - set(by_name))
+    if missing:
+        raise ValueError(f"recipes {missing} of the study are not among {sorted(by_name)}")
     tasks = [(r, s, by_name[r].build(s), m) for (r, s), m in study.models.items()]
     with torch_threads(threads):
         out = map_tasks(_measure_one, tasks, shared={"data": data, "n_iter": n_iter, "tol": tol,
