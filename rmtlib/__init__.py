@@ -19,6 +19,9 @@ One concept per module:
   :mod:`rmtlib.heavytails` (power-law tails, nulls that keep a layer's entries),
   :mod:`rmtlib.parallel` (independent tasks, in-process or on a Dask cluster),
   :mod:`rmtlib.confidence` (classification confidence and the RMT pruning theorem),
+  :mod:`rmtlib.baselines` (magnitude pruning and random-rank truncation at a given parameter
+  count), :mod:`rmtlib.landscape` (top Hessian eigenvalue, loss along a straight path,
+  share of each layer's spectrum inside the fitted MP bulk),
   :mod:`rmtlib.papers` (one module per paper);
 * paper 3's data condition: :mod:`rmtlib.stability` (slabs, doubling constants of a data set,
   stability measures of training curves; NumPy only at import), :mod:`rmtlib.synthetic` (laws
