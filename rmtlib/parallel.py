@@ -135,7 +135,9 @@ def _aligned(value: Any) -> Any:
         if value.ctypes.data % _ALIGN and value.size:
             import numpy as np
 
-            out = np.empty_like(value)  # fresh, aligned
+            buf = np.empty(value.nbytes + _ALIGN, dtype=np.uint8)  # malloc aligns to 16 only
+            start = -buf.ctypes.data % _ALIGN
+            out = buf[start:start + value.nbytes].view(value.dtype).reshape(value.shape)
             out[...] = value
             return out
         return value

@@ -253,3 +253,25 @@ def test_ctrl_c_stops_the_cluster_and_keeps_the_previous_results(tmp_path):
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # untouched
     assert not any(p.name.startswith("slow.") for p in folder.parent.iterdir())  # no partial dirs
     assert not (lay.book / "part" / "slow.ipynb").exists()  # no page older than its inputs
+
+
+def test_the_benchmark_compares_a_sequential_and_a_parallel_build(tmp_path):
+    repository(tmp_path, {"mc": (MC, {})})
+    lay = rp.Layout(tmp_path, package=PACKAGE)
+    record = rp.benchmark_scale_out("quick", layout=lay, workers=1)
+    assert record["identical"] and record["differ"] == {} and record["runs"] == ["mc"]
+    assert record["sequential_s"] > 0 and record["parallel_s"] > 0 and record["tasks"] == 3
+    assert record["ratio"] == pytest.approx(record["parallel_s"] / record["sequential_s"], rel=1e-2)
+    saved = json.loads((lay.results / "benchmarks" / "scale_out_quick.json").read_text())
+    assert saved["ratio"] == record["ratio"] and saved["workers"] == 1
+    assert provenance(lay, "mc")["executor"]["kind"] == "local_cluster"
+
+
+def test_measured_times_are_left_out_of_the_comparison(tmp_path):
+    lay = rp.Layout(tmp_path, package=PACKAGE)
+    folder = lay.results / "quick" / "x"
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"values": {}, "doc": {
+        "seconds_per_epoch": "mean wall time of an epoch (seconds)", "fit_s": "time (s)",
+        "n_seeds": "seeds (count)", "load": "time to load; seconds)", "acc": "accuracy (%)"}}))
+    assert rp._timing_keys(lay, "quick", "x") == {"seconds_per_epoch", "fit_s", "load"}
