@@ -187,3 +187,46 @@ def test_prune_accepted_prunes_only_the_named_layers():
     assert count_nonzero_parameters(model) == count_parameters(model)  # original untouched
     with pytest.raises(TypeError, match="accepted"):
         bx.prune_accepted(model, "layers.0", data)
+
+
+def test_pareto_points_average_over_seeds_and_mark_the_front_per_net():
+    rows = []
+    for seed, (a, b) in enumerate([(90.0, 80.0), (92.0, 82.0)]):
+        rows += [{"net": "n", "seed": seed, "method": "unpruned", "kind": "unpruned",
+                  "matched_to": None, "test_acc": 95.0, "n_params": 1000},
+                 {"net": "n", "seed": seed, "method": "A", "kind": "selector",
+                  "matched_to": None, "test_acc": a, "n_params": 100},
+                 {"net": "n", "seed": seed, "method": "B", "kind": "selector",
+                  "matched_to": None, "test_acc": b, "n_params": 200},
+                 {"net": "n", "seed": seed, "method": "magnitude", "kind": "baseline",
+                  "matched_to": "A", "test_acc": 99.0, "n_params": 10}]
+    pts = bx.pareto_points(pd.DataFrame(rows)).set_index("method")
+    assert pts.loc["A", "test_acc_mean"] == 91.0
+    assert pts.loc["A", "test_acc_sd"] == pytest.approx(math.sqrt(2.0))
+    assert pts.loc["A", "n"] == 2
+    assert pts.loc["A", "pareto"] and pts.loc["unpruned", "pareto"]
+    assert not pts.loc["B", "pareto"] and not pts.loc["magnitude", "pareto"]
+
+
+def test_train_nets_trains_each_net_per_seed_and_saves_loadable_checkpoints(tmp_path):
+    from rmtlib.data import load_dataset
+    from rmtlib.studies import load_checkpoints
+
+    try:
+        load_dataset("mnist", download=False)
+    except Exception as exc:  # noqa: BLE001 - the offline data are not on this machine
+        pytest.skip(f"MNIST not available offline: {exc}")
+    models, tests, history, index = bx.train_nets(
+        ["mnist/mlp"], [0, 1], dims=(784, 20, 10), epochs=1, n_train=300, n_test=100,
+        checkpoints=tmp_path, lr=0.05)
+    assert set(models) == {("mnist/mlp", 0), ("mnist/mlp", 1)}
+    assert len(tests["mnist/mlp"][1]) == 100 and set(history.recipe) == {"mnist/mlp"}
+    back = load_checkpoints(index, tmp_path, [bx.net_recipe("mnist/mlp", (784, 20, 10))])
+    x, y = tests["mnist/mlp"]
+    for key, m in models.items():
+        assert torch.equal(back[key](x[:5]), m.eval()(x[:5]))
+    res, _ = bx.selector_shootout(models, tests, (bx.SelectorSpec("E", "energy"),),
+                                  names=("net", "seed"), baselines=False)
+    assert len(res) == 4
+    with pytest.raises(ValueError, match="arch"):
+        bx.parse_net("mnist/resnet")

@@ -55,6 +55,7 @@ from ..validation import (ArgumentTypeError, check_float, check_frame, check_int
                           check_names, check_probability, check_seed, check_str, describe)
 
 __all__ = [
+    "ARCHS",
     "POOLED_EXPERIMENTS",
     "PooledExperiment",
     "SELECTORS",
@@ -62,14 +63,18 @@ __all__ = [
     "TailTracker",
     "gof_rules",
     "keep_fraction_sweep",
+    "net_recipe",
+    "parse_net",
     "paired_interval",
     "pareto_front",
+    "pareto_points",
     "pooled_effects",
     "prune_accepted",
     "selector_distance",
     "selector_shootout",
     "smallest_within",
     "tracked",
+    "train_nets",
 ]
 
 
@@ -123,6 +128,16 @@ def _check_specs(selectors) -> tuple[SelectorSpec, ...]:
     return specs
 
 
+def _data_for(data, cols: Mapping, names: Sequence[str]):
+    """``data`` itself, or -- a mapping -- its entry for the net's first key column."""
+    if isinstance(data, Mapping):
+        key = cols[names[0]]
+        if key not in data:
+            raise ValueError(f"data has no entry for {names[0]} = {key!r}; entries: {sorted(data)}")
+        return data[key]
+    return data
+
+
 def _layer_budgets(report) -> dict[str, tuple[int, int]]:
     """``{layer: (rank kept, weights of the edited layer)}`` for each layer a prune changed."""
     out = {}
@@ -138,7 +153,9 @@ def selector_shootout(models: Mapping, data, selectors=SELECTORS, *,
                       names: Sequence[str] = ("recipe", "seed"), baselines: bool = True,
                       random_state: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Prune a copy of each trained model with each selector (module docstring), evaluate it on
-    ``data = (x, y)``, and (``baselines``) the magnitude and random-rank nets at the same budget.
+    ``data = (x, y)`` (or ``data[key]``, a mapping from the values of the first key column, e.g.
+    one test set per net), and (``baselines``) the magnitude and random-rank nets at the same
+    budget.
 
     Returns ``(results, ranks)``: ``results`` has the key columns ``names`` and
     :data:`SHOOTOUT_COLUMNS` -- ``method`` (a selector label, ``"unpruned"``, ``"magnitude"`` or
@@ -153,13 +170,14 @@ def selector_shootout(models: Mapping, data, selectors=SELECTORS, *,
     seed = check_seed(random_state, "random_state")
     rows, layer_rows = [], []
     for i, (cols, model) in enumerate(keyed(models, names)):
-        _, acc = evaluate(model, data)
+        net_data = _data_for(data, cols, names)
+        _, acc = evaluate(model, net_data)
         rows.append({**cols, "method": "unpruned", "kind": "unpruned", "matched_to": None,
                      "test_acc": acc, "n_params": count_parameters(model)})
         for spec in specs:
             pruned = copy.deepcopy(model)
             report = prune_model(pruned, spec.policy())
-            _, acc = evaluate(pruned, data)
+            _, acc = evaluate(pruned, net_data)
             rows.append({**cols, "method": spec.label, "kind": "selector", "matched_to": None,
                          "test_acc": acc, "n_params": count_parameters(pruned)})
             budget = _layer_budgets(report)
@@ -173,14 +191,14 @@ def selector_shootout(models: Mapping, data, selectors=SELECTORS, *,
             mag = copy.deepcopy(model)
             for name, (_, n_w) in budget.items():
                 magnitude_prune(mag, n_w, scope="layer", layers=[name])
-            _, acc = evaluate(mag, data)
+            _, acc = evaluate(mag, net_data)
             rows.append({**cols, "method": "magnitude", "kind": "baseline",
                          "matched_to": spec.label, "test_acc": acc,
                          "n_params": count_nonzero_parameters(mag)})
             rnd = copy.deepcopy(model)
             random_rank_prune(rnd, {n: k for n, (k, _) in budget.items()},
                               random_state=np.random.SeedSequence([seed, i, specs.index(spec)]))
-            _, acc = evaluate(rnd, data)
+            _, acc = evaluate(rnd, net_data)
             rows.append({**cols, "method": "random rank", "kind": "baseline",
                          "matched_to": spec.label, "test_acc": acc,
                          "n_params": count_parameters(rnd)})
@@ -197,7 +215,8 @@ def keep_fraction_sweep(models: Mapping, data, fractions: Sequence[float], *,
                         names: Sequence[str] = ("recipe", "seed")) -> pd.DataFrame:
     r"""Truncate every non-head layer of a copy of each model to :math:`\max(1, \lceil f p\rceil)`
     components (factorized when that saves parameters), for each fraction ``f`` in
-    ``fractions`` (in (0, 1]), and evaluate on ``data``.
+    ``fractions`` (in (0, 1]), and evaluate on ``data`` (one ``(x, y)`` or a mapping as in
+    :func:`selector_shootout`).
 
     Returns one row per net and fraction: ``names``, ``fraction``, ``test_acc`` (%),
     ``n_params`` and ``ranks`` (``{layer: rank}``); ``f = 1`` is the unpruned net.
@@ -220,7 +239,7 @@ def keep_fraction_sweep(models: Mapping, data, fractions: Sequence[float], *,
                 ranks[la.name] = k
                 if k < la.rank:
                     factorize(m, la.name, k)
-            _, acc = evaluate(m, data)
+            _, acc = evaluate(m, _data_for(data, cols, names))
             rows.append({**cols, "fraction": f, "test_acc": acc,
                          "n_params": count_parameters(m), "ranks": ranks})
     return pd.DataFrame(rows, columns=[*names, "fraction", "test_acc", "n_params", "ranks"])
@@ -292,6 +311,96 @@ def pareto_front(frame: pd.DataFrame, x: str = "n_params", y: str = "test_acc") 
     strict = (xs[None, :] < xs[:, None]) | (ys[None, :] > ys[:, None])
     dominated = (le & ge & strict & ok[None, :]).any(axis=1)
     return pd.Series(ok & ~dominated, index=frame.index, name="pareto")
+
+
+# ================================================================ the trained networks
+
+
+#: Architectures of the shoot-out: the paper-1 MLP (``dims``) and the LeNet-style CNN.
+ARCHS = ("mlp", "cnn")
+
+
+def parse_net(net: str) -> tuple[str, str]:
+    """``"mnist/mlp"`` -> ``("mnist", "mlp")``: a data set of :mod:`rmtlib.data` and an
+    architecture of :data:`ARCHS`."""
+    from ..data import canonical_name
+
+    check_str(net, "net")
+    dataset, _, arch = net.partition("/")
+    if arch not in ARCHS:
+        raise ValueError(f"net must be '<dataset>/<arch>' with arch in {ARCHS}, got {net!r}")
+    return canonical_name(dataset), arch
+
+
+def net_recipe(net: str, dims: Sequence[int] = (784, 1000, 10)) -> Recipe:
+    """The recipe (named ``net``) training one network of the shoot-out without pruning: the
+    corrected paper-1 MLP ``MLP(dims, seed=s)`` (no activation on the logits) or
+    ``LeNetLike(seed=s)``; train with SGD (paper 1: lr 0.08, momentum 0.9, batch 128)."""
+    from ..models import MLP, LeNetLike
+
+    dataset, arch = parse_net(net)
+    dims = tuple(check_int(d, "dims", minimum=1) for d in dims)
+
+    def build(seed: int) -> nn.Module:
+        return MLP(dims, seed=seed) if arch == "mlp" else LeNetLike(seed=seed)
+
+    return Recipe(net, build, tags={"dataset": dataset, "arch": arch})
+
+
+def pareto_points(results: pd.DataFrame, *, net: str = "net") -> pd.DataFrame:
+    """Mean and sample sd (ddof = 1) over seeds of ``n_params`` and ``test_acc`` per ``net``,
+    ``method``, ``kind`` and ``matched_to`` (:func:`selector_shootout` results), with
+    ``pareto``: whether a selector's (or the unpruned net's) mean point is on the Pareto front
+    of those points of its net (:func:`pareto_front`; baselines are never on it) and ``n``
+    (seeds)."""
+    check_frame(results, [net, "seed", *SHOOTOUT_COLUMNS], "results")
+    keys = [net, "method", "kind", "matched_to"]
+    g = results.assign(matched_to=results.matched_to.fillna("")).groupby(keys, sort=False)
+    out = g.agg(n_params_mean=("n_params", "mean"), n_params_sd=("n_params", "std"),
+                test_acc_mean=("test_acc", "mean"), test_acc_sd=("test_acc", "std"),
+                n=("seed", "nunique")).reset_index()
+    out["pareto"] = False
+    for _, part in out[out.kind != "baseline"].groupby(net, sort=False):
+        out.loc[part.index, "pareto"] = pareto_front(part, "n_params_mean", "test_acc_mean")
+    return out
+
+
+def train_nets(nets: Sequence[str], seeds: Sequence[int], *, dims: Sequence[int] = (784, 1000, 10),
+               epochs: int, n_train: int | None = None, n_test: int | None = None,
+               data_seed: int = 0, checkpoints=None, threads: int | None = 1,
+               **fit_kwargs) -> tuple[dict, dict, pd.DataFrame, pd.DataFrame]:
+    """Train every net of ``nets`` (``"<dataset>/<arch>"``, :func:`net_recipe`) once per seed
+    with :func:`rmtlib.studies.run_seeds` on the data set's subset ``(n_train, n_test)`` drawn
+    with ``data_seed`` (None: all images), ``fit_kwargs`` going to :func:`rmtlib.train.fit`.
+
+    Returns ``(models, tests, history, index)``: ``{(net, seed): model}``, ``{net: (x, y)}``
+    the test sets, the long history frame (column ``recipe`` = the net) and, when
+    ``checkpoints`` (a folder) is given, the index of the saved weights
+    (:meth:`rmtlib.studies.SeedStudy.save_checkpoints`; empty otherwise)."""
+    from ..data import load_dataset
+    from ..studies import run_seeds
+
+    if isinstance(nets, str) or not isinstance(nets, Sequence) or not nets:
+        raise ArgumentTypeError(f"nets must be a non-empty list of '<dataset>/<arch>' names, got "
+                                f"{describe(nets)}")
+    if len(set(nets)) != len(nets):
+        raise ValueError(f"nets must be distinct, got {list(nets)}")
+    models, tests, frames, index = {}, {}, [], []
+    for net in nets:
+        dataset, _ = parse_net(net)
+        data = load_dataset(dataset)
+        if n_train is not None or n_test is not None:
+            data = data.subset(n_train, n_test, seed=data_seed)
+        tests[net] = (data.test_x, data.test_y)
+        study = run_seeds([net_recipe(net, dims)], seeds, (data.train_x, data.train_y),
+                          tests[net], epochs=epochs, threads=threads, **fit_kwargs)
+        models.update(study.models)
+        frames.append(study.frame)
+        if checkpoints is not None:
+            index.append(study.save_checkpoints(checkpoints))
+    index = pd.concat(index, ignore_index=True) if index else pd.DataFrame(
+        columns=["recipe", "seed", "file"])
+    return models, tests, pd.concat(frames, ignore_index=True), index
 
 
 # ============================================================================ heavy tails
