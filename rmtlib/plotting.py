@@ -939,4 +939,7 @@ def pareto_plot(points: pd.DataFrame, ax=None, *, sweep: pd.DataFrame | None = N
         ax.errorbar(row.n_params_mean, row.test_acc_mean, yerr=row.test_acc_sd, fmt="*", ms=11,
                     color="k", label="unpruned")
     ax.set_xscale("log")
+    from matplotlib.ticker import NullFormatter
+
+    ax.xaxis.set_minor_formatter(NullFormatter())  # minor tick labels of a short log axis overlap
     return _finish(ax, xlabel, ylabel, title, legend_loc)

@@ -230,3 +230,13 @@ def test_train_nets_trains_each_net_per_seed_and_saves_loadable_checkpoints(tmp_
     assert len(res) == 4
     with pytest.raises(ValueError, match="arch"):
         bx.parse_net("mnist/resnet")
+
+
+def test_screenot_bound_is_capped_per_layer_so_small_layers_are_pruned_too():
+    model, data = _planted_mlp(dims=(60, 30, 4)), _data()  # p = 30 < 2 * 100 + 2
+    spec = (bx.SelectorSpec("S", "screenot", {"k": 100}),)
+    res, ranks = bx.selector_shootout({("toy", 0): model}, data, spec, names=("net", "seed"),
+                                      baselines=False)
+    first = ranks[ranks.layer == "layers.0"]["rank"].iloc[0]
+    assert 1 <= first < 30  # pruned with k = (30 - 2) // 2 = 14
+    assert res[res.method == "S"].n_params.iloc[0] < count_parameters(model)

@@ -149,6 +149,26 @@ def _layer_budgets(report) -> dict[str, tuple[int, int]]:
     return out
 
 
+def _apply_selector(spec: SelectorSpec, model: nn.Module) -> dict[str, tuple[int, int]]:
+    """Prune ``model`` in place with ``spec``; ScreeNOT's bound ``k`` is capped, layer by layer,
+    at the largest value the layer allows, ``(p - 2) // 2`` (a layer with ``p < 4`` is left
+    alone).  Returns :func:`_layer_budgets`."""
+    if spec.selector != "screenot" or "k" not in spec.options:
+        return _layer_budgets(prune_model(model, spec.policy()))
+    budget = {}
+    for la in _prunable(model):
+        k = min(int(spec.options["k"]), (min(la.shape) - 2) // 2)
+        if k >= 1:
+            one = SelectorSpec(spec.label, "screenot", {**spec.options, "k": k})
+            policy = one.policy()
+            policy.layers = [la.name]
+            try:
+                budget.update(_layer_budgets(prune_model(model, policy)))
+            except ValueError:  # ScreeNOT not applicable to this layer: left alone
+                pass
+    return budget
+
+
 def selector_shootout(models: Mapping, data, selectors=SELECTORS, *,
                       names: Sequence[str] = ("recipe", "seed"), baselines: bool = True,
                       random_state: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -162,7 +182,8 @@ def selector_shootout(models: Mapping, data, selectors=SELECTORS, *,
     ``"random rank"``), ``kind`` (``"selector"``, ``"unpruned"``, ``"baseline"``),
     ``matched_to`` (the selector whose budget a baseline uses), ``test_acc`` (%), ``n_params``
     (parameters of the pruned net; for magnitude pruning the non-zero ones); ``ranks`` has one
-    row per selector, layer and net: ``layer``, ``p``, ``rank`` (components kept).
+    row per selector, layer and net: ``layer``, ``p``, ``rank`` (components kept).  ScreeNOT's
+    ``k`` is capped per layer (:func:`_apply_selector`).
     The random ranks draw from ``random_state`` combined with the net's position.
     """
     specs = _check_specs(selectors)
@@ -176,11 +197,10 @@ def selector_shootout(models: Mapping, data, selectors=SELECTORS, *,
                      "test_acc": acc, "n_params": count_parameters(model)})
         for spec in specs:
             pruned = copy.deepcopy(model)
-            report = prune_model(pruned, spec.policy())
+            budget = _apply_selector(spec, pruned)
             _, acc = evaluate(pruned, net_data)
             rows.append({**cols, "method": spec.label, "kind": "selector", "matched_to": None,
                          "test_acc": acc, "n_params": count_parameters(pruned)})
-            budget = _layer_budgets(report)
             for la in list_layers(model):
                 if la.ok:
                     k = budget.get(la.name, (la.rank, None))[0]
