@@ -19,6 +19,7 @@ __all__ = [
     "COLORS",
     "LABELS",
     "accuracy_vs_rank",
+    "agreement_scatter",
     "band_plot",
     "density_curves",
     "doubling_profile",
@@ -943,3 +944,28 @@ def pareto_plot(points: pd.DataFrame, ax=None, *, sweep: pd.DataFrame | None = N
 
     ax.xaxis.set_minor_formatter(NullFormatter())  # minor tick labels of a short log axis overlap
     return _finish(ax, xlabel, ylabel, title, legend_loc)
+
+
+def agreement_scatter(frame: pd.DataFrame, x: str, y: str, ax=None, *, hue: str | None = None,
+                      log: bool = False, xlabel: str | None = None, ylabel: str | None = None,
+                      title: str | None = None, legend_loc: str | None = "best"):
+    """``y`` against ``x`` (columns of ``frame``), one colour per ``hue`` value, with the line
+    ``y = x``: points on it agree.  ``log`` puts both axes on a log scale (non-positive values
+    are then left out)."""
+    need = [c for c in (x, y, hue) if c is not None and c not in frame]
+    if need:
+        raise ValueError(f"columns {need} not found; available: {sorted(frame.columns)}")
+    ax = _axes(ax)
+    data = frame[(frame[x] > 0) & (frame[y] > 0)] if log else frame
+    groups = data.groupby(hue, sort=False) if hue else [(None, data)]
+    for i, (g, part) in enumerate(groups):
+        ax.scatter(part[x], part[y], s=22, alpha=0.8, color=f"C{i % 10}",
+                   label=None if g is None else str(g))
+    vals = pd.concat([data[x], data[y]]).astype(float)
+    if len(vals):
+        lo, hi = float(vals.min()), float(vals.max())
+        ax.plot([lo, hi], [lo, hi], color="k", ls="--", lw=1, label="y = x")
+    if log:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    return _finish(ax, xlabel or LABELS.get(x, x), ylabel or LABELS.get(y, y), title, legend_loc)

@@ -240,3 +240,32 @@ def test_screenot_bound_is_capped_per_layer_so_small_layers_are_pruned_too():
     first = ranks[ranks.layer == "layers.0"]["rank"].iloc[0]
     assert 1 <= first < 30  # pruned with k = (30 - 2) // 2 = 14
     assert res[res.method == "S"].n_params.iloc[0] < count_parameters(model)
+
+
+def test_pareto_plot_and_agreement_scatter_draw_labelled_figures():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rmtlib import plotting
+
+    pts = pd.DataFrame({"method": ["unpruned", "A", "B", "magnitude"],
+                        "kind": ["unpruned", "selector", "selector", "baseline"],
+                        "n_params_mean": [1000, 100, 200, 100], "n_params_sd": [0, 5, 5, 5],
+                        "test_acc_mean": [95, 90, 93, 80], "test_acc_sd": [1, 1, 1, 1],
+                        "pareto": [True, True, True, False]})
+    curve = pd.DataFrame({"n_params_mean": [50, 500], "test_acc_mean": [70, 94],
+                          "test_acc_sd": [1, 1]})
+    ax = plotting.pareto_plot(pts, sweep=curve, title="t")
+    labels = ax.get_legend_handles_labels()[1]
+    assert {"A", "B", "unpruned", "magnitude (same budget)", "Pareto front of the selectors",
+            "uniform keep fraction (sweep)"} <= set(labels)
+    assert ax.get_xscale() == "log" and ax.get_ylabel() == plotting.LABELS["test_acc"]
+    with pytest.raises(ValueError, match="pareto"):
+        plotting.pareto_plot(pts.drop(columns="pareto"))
+    f = pd.DataFrame({"a": [1.0, 2.0, 0.0], "b": [1.5, 2.0, 3.0], "h": ["x", "y", "x"]})
+    ax = plotting.agreement_scatter(f, "a", "b", hue="h", log=True, xlabel="A (s)", ylabel="B (s)")
+    assert ax.get_xlabel() == "A (s)" and "y = x" in ax.get_legend_handles_labels()[1]
+    assert sum(len(c.get_offsets()) for c in ax.collections) == 2  # the zero is left out
+    plt.close("all")
