@@ -428,6 +428,7 @@ def train_nets(nets: Sequence[str], seeds: Sequence[int], *, dims: Sequence[int]
 
 def _tail_row(la) -> dict:
     lam, _ = gram_eigenvalues(la.matrix())
+    lam = lam[lam.size - la.rank:]  # a rank-r split pair: only its r non-zero eigenvalues
     p = lam.size
     row = {"layer": la.name, "p": p, "alpha": math.nan, "xmin": math.nan, "n_tail": 0,
            "hill": math.nan, "kurtosis_df": math.nan}
@@ -444,7 +445,8 @@ def _tail_row(la) -> dict:
 
 class TailTracker(Callback):
     """Record, before training (epoch 0) and after every epoch (after any pruning callback
-    placed before it), each analysable layer's power-law tail exponent of its eigenvalues
+    placed before it), each analysable layer's power-law tail exponent of its eigenvalues (the
+    ``rank`` largest for a split pair, whose other eigenvalues are zero)
     (:func:`rmtlib.heavytails.fit_power_law`: ``alpha``, ``xmin``, ``n_tail``), the Hill
     estimate from the same tail size (``hill``) and the Student-t degrees of freedom matching
     the entries' kurtosis (``kurtosis_df``).  Rows (with ``seed`` and ``epoch``) are appended
