@@ -19,7 +19,9 @@ One concept per module:
   :mod:`rmtlib.heavytails` (power-law tails, nulls that keep a layer's entries),
   :mod:`rmtlib.parallel` (independent tasks, in-process or on a Dask cluster),
   :mod:`rmtlib.confidence` (classification confidence and the RMT pruning theorem),
-  :mod:`rmtlib.papers` (one module per paper);
+  :mod:`rmtlib.papers` (one module per paper; :mod:`rmtlib.papers.beyond`: the "beyond"
+  chapter), :mod:`rmtlib.compare` (rmtlib next to WeightWatcher; the only module importing
+  ``weightwatcher``, an optional extra ``[compare]``);
 * paper 3's data condition: :mod:`rmtlib.stability` (slabs, doubling constants of a data set,
   stability measures of training curves; NumPy only at import), :mod:`rmtlib.synthetic` (laws
   with closed-form doubling constants, labelled sets with and without flat portions);
