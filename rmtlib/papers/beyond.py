@@ -11,7 +11,7 @@ points, parameter counts are scalar parameters (weights and biases).
 
 **Pruning after training by a selector.**  A selector (:mod:`rmtlib.rank`) gives, per layer, a
 number :math:`r` of singular values it deems signal; the layer is replaced by its best rank-``r``
-approximation (:func:`rmtlib.prune.prune_model` with ``keep_fraction = 0``, factorized when
+approximation (counted as the factor pair of :func:`rmtlib.prune.factorize` when
 ``r (m + n) < m n``), the classifier head keeping at least its output width.  No goodness-of-fit
 gate is applied, so every selector acts on every layer.
 
@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import scipy.stats
+import torch
 from torch import nn
 
 from ..baselines import count_nonzero_parameters, magnitude_prune, random_rank_prune
@@ -47,7 +48,9 @@ from ..heavytails import (fit_power_law, hill_estimator, kurtosis_df, permutatio
                           student_t_null)
 from ..layers import head_layers, list_layers
 from ..linalg import gram_eigenvalues
-from ..prune import PrunePolicy, count_parameters, factorize, prune_model
+from ..prune import PrunePolicy, count_parameters, keep_count, prune_model
+from ..rank import select_rank
+from ..spectra import decompose
 from ..stats import summary_stats
 from ..studies import Recipe, keyed
 from ..train import Callback, TrainState, evaluate
@@ -138,35 +141,40 @@ def _data_for(data, cols: Mapping, names: Sequence[str]):
     return data
 
 
-def _layer_budgets(report) -> dict[str, tuple[int, int]]:
-    """``{layer: (rank kept, weights of the edited layer)}`` for each layer a prune changed."""
-    out = {}
-    for row in report.layers.itertuples():
-        if row.action in ("factorize", "truncate"):
-            m, n = row.shape
-            k = int(row.rank_after)
-            out[row.name] = (k, k * (m + n) if row.action == "factorize" else m * n)
-    return out
+def _selector_rank(spec: SelectorSpec, eigs: np.ndarray, shape: tuple[int, int]) -> int | None:
+    """The selector's rank for one layer from its eigenvalues, or None when it does not apply
+    (the layer is then left alone).  ScreeNOT's bound ``k`` is capped at the largest value the
+    layer allows, ``(p - 2) // 2``."""
+    p = min(shape)
+    try:
+        if spec.selector == "bema":
+            return fit_bema(eigs, shape=shape, alpha=spec.alpha, beta=spec.beta).n_spikes
+        opts = dict(spec.options)
+        if spec.selector == "screenot" and "k" in opts:
+            opts["k"] = min(int(opts["k"]), (p - 2) // 2)
+            if opts["k"] < 1:
+                return None
+        return select_rank(eigs, spec.selector, shape=shape, **opts).rank
+    except ValueError:
+        return None
 
 
-def _apply_selector(spec: SelectorSpec, model: nn.Module) -> dict[str, tuple[int, int]]:
-    """Prune ``model`` in place with ``spec``; ScreeNOT's bound ``k`` is capped, layer by layer,
-    at the largest value the layer allows, ``(p - 2) // 2`` (a layer with ``p < 4`` is left
-    alone).  Returns :func:`_layer_budgets`."""
-    if spec.selector != "screenot" or "k" not in spec.options:
-        return _layer_budgets(prune_model(model, spec.policy()))
-    budget = {}
-    for la in _prunable(model):
-        k = min(int(spec.options["k"]), (min(la.shape) - 2) // 2)
-        if k >= 1:
-            one = SelectorSpec(spec.label, "screenot", {**spec.options, "k": k})
-            policy = one.policy()
-            policy.layers = [la.name]
-            try:
-                budget.update(_layer_budgets(prune_model(model, policy)))
-            except ValueError:  # ScreeNOT not applicable to this layer: left alone
-                pass
-    return budget
+def _written(model: nn.Module, decs: Mapping, chosen: Mapping) -> tuple[nn.Module, int]:
+    """A copy of ``model`` whose layer ``name`` keeps its top ``chosen[name]`` components
+    (``range(k)``: indices into its decomposition ``decs[name]``), and the parameter count of that net with every edited
+    layer stored as the factor pair when ``k (m + n) < m n`` (as :func:`rmtlib.prune.factorize`
+    would store it; the map is the same)."""
+    m = copy.deepcopy(model)
+    layers = {la.name: la for la in list_layers(m)}
+    n_params = count_parameters(model)
+    for name, idx in chosen.items():
+        dec = decs[name]
+        layers[name].write(dec.truncated(torch.as_tensor(np.asarray(idx, dtype=np.int64))))
+        rows, cols = dec.shape
+        k = len(idx)
+        if k * (rows + cols) < rows * cols:
+            n_params -= rows * cols - k * (rows + cols)
+    return m.eval(), n_params
 
 
 def selector_shootout(models: Mapping, data, selectors=SELECTORS, *,
@@ -177,13 +185,20 @@ def selector_shootout(models: Mapping, data, selectors=SELECTORS, *,
     one test set per net), and (``baselines``) the magnitude and random-rank nets at the same
     budget.
 
+    Each layer is decomposed once (:func:`rmtlib.spectra.decompose`); a selector's rank ``r``
+    (:func:`rmtlib.rank.select_rank` on the eigenvalues, BEMA with the spec's ``alpha``,
+    ``beta``; ScreeNOT's ``k`` capped at ``(p - 2) // 2``) becomes ``keep = max(r, 1)``, at
+    least the output width for the classifier head (:func:`rmtlib.prune.keep_count` with no
+    bulk); a layer is edited when ``keep < p``, to its best rank-``keep`` approximation, counted
+    as the factor pair when that is smaller.  Nets whose per-layer budget equals an earlier
+    selector's are not re-evaluated: they are the same nets (the random-rank draw included).
+
     Returns ``(results, ranks)``: ``results`` has the key columns ``names`` and
     :data:`SHOOTOUT_COLUMNS` -- ``method`` (a selector label, ``"unpruned"``, ``"magnitude"`` or
     ``"random rank"``), ``kind`` (``"selector"``, ``"unpruned"``, ``"baseline"``),
     ``matched_to`` (the selector whose budget a baseline uses), ``test_acc`` (%), ``n_params``
     (parameters of the pruned net; for magnitude pruning the non-zero ones); ``ranks`` has one
-    row per selector, layer and net: ``layer``, ``p``, ``rank`` (components kept).  ScreeNOT's
-    ``k`` is capped per layer (:func:`_apply_selector`).
+    row per selector, layer and net: ``layer``, ``p``, ``rank`` (components kept).
     The random ranks draw from ``random_state`` combined with the net's position.
     """
     specs = _check_specs(selectors)
@@ -192,36 +207,47 @@ def selector_shootout(models: Mapping, data, selectors=SELECTORS, *,
     rows, layer_rows = [], []
     for i, (cols, model) in enumerate(keyed(models, names)):
         net_data = _data_for(data, cols, names)
+        model = model.eval()
         _, acc = evaluate(model, net_data)
         rows.append({**cols, "method": "unpruned", "kind": "unpruned", "matched_to": None,
                      "test_acc": acc, "n_params": count_parameters(model)})
-        for spec in specs:
-            pruned = copy.deepcopy(model)
-            budget = _apply_selector(spec, pruned)
-            _, acc = evaluate(pruned, net_data)
-            rows.append({**cols, "method": spec.label, "kind": "selector", "matched_to": None,
-                         "test_acc": acc, "n_params": count_parameters(pruned)})
-            for la in list_layers(model):
-                if la.ok:
-                    k = budget.get(la.name, (la.rank, None))[0]
-                    layer_rows.append({**cols, "method": spec.label, "layer": la.name,
-                                       "p": min(la.shape), "rank": k})
-            if not baselines or not budget:
-                continue
-            mag = copy.deepcopy(model)
-            for name, (_, n_w) in budget.items():
-                magnitude_prune(mag, n_w, scope="layer", layers=[name])
-            _, acc = evaluate(mag, net_data)
-            rows.append({**cols, "method": "magnitude", "kind": "baseline",
-                         "matched_to": spec.label, "test_acc": acc,
-                         "n_params": count_nonzero_parameters(mag)})
-            rnd = copy.deepcopy(model)
-            random_rank_prune(rnd, {n: k for n, (k, _) in budget.items()},
-                              random_state=np.random.SeedSequence([seed, i, specs.index(spec)]))
-            _, acc = evaluate(rnd, net_data)
-            rows.append({**cols, "method": "random rank", "kind": "baseline",
-                         "matched_to": spec.label, "test_acc": acc,
-                         "n_params": count_parameters(rnd)})
+        heads = set(head_layers(model))
+        layers = [la for la in list_layers(model) if la.ok and la.kind != "factorized"]
+        decs = {la.name: decompose(la.matrix().clone()) for la in layers}
+        eigs = {name: dec.eigenvalues() for name, dec in decs.items()}
+        done: dict[tuple, tuple] = {}
+        for j, spec in enumerate(specs):
+            budget = {}
+            for la in layers:
+                m_, p = la.shape[0], min(la.shape)
+                r = _selector_rank(spec, eigs[la.name], la.shape)
+                keep = p if r is None else keep_count(min(r, p), p, 0.0,
+                                                      min(m_ if la.name in heads else 1, p))
+                layer_rows.append({**cols, "method": spec.label, "layer": la.name, "p": p,
+                                   "rank": keep})
+                if keep < p:
+                    budget[la.name] = keep
+            key = tuple(sorted(budget.items()))
+            if key not in done:
+                pruned, n_sel = _written(model, decs, {n: range(k) for n, k in budget.items()})
+                out = [("selector", spec.label, evaluate(pruned, net_data)[1], n_sel)]
+                if baselines and budget:
+                    mag = copy.deepcopy(model)
+                    for name, k in budget.items():
+                        r_, c_ = decs[name].shape
+                        n_w = k * (r_ + c_) if k * (r_ + c_) < r_ * c_ else r_ * c_
+                        magnitude_prune(mag, n_w, scope="layer", layers=[name])
+                    out.append(("baseline", "magnitude", evaluate(mag, net_data)[1],
+                                count_nonzero_parameters(mag)))
+                    rnd = copy.deepcopy(model)
+                    random_rank_prune(rnd, budget, random_state=np.random.default_rng([seed, i, j]))
+                    out.append(("baseline", "random rank", evaluate(rnd, net_data)[1],
+                                count_parameters(rnd)))
+                done[key] = out
+            for kind, method, acc, n in done[key]:
+                rows.append({**cols, "method": spec.label if kind == "selector" else method,
+                             "kind": kind, "matched_to": None if kind == "selector" else spec.label,
+                             "test_acc": acc, "n_params": n})
     return (pd.DataFrame(rows, columns=[*names, *SHOOTOUT_COLUMNS]),
             pd.DataFrame(layer_rows, columns=[*names, *LAYER_COLUMNS]))
 
@@ -234,7 +260,8 @@ def _prunable(model: nn.Module) -> list:
 def keep_fraction_sweep(models: Mapping, data, fractions: Sequence[float], *,
                         names: Sequence[str] = ("recipe", "seed")) -> pd.DataFrame:
     r"""Truncate every non-head layer of a copy of each model to :math:`\max(1, \lceil f p\rceil)`
-    components (factorized when that saves parameters), for each fraction ``f`` in
+    components (its best approximation of that rank from one decomposition per layer, counted as
+    the factor pair when that saves parameters), for each fraction ``f`` in
     ``fractions`` (in (0, 1]), and evaluate on ``data`` (one ``(x, y)`` or a mapping as in
     :func:`selector_shootout`).
 
@@ -251,17 +278,14 @@ def keep_fraction_sweep(models: Mapping, data, fractions: Sequence[float], *,
         layers = _prunable(model)
         if not layers:
             raise ValueError(f"model {cols} has no analysable layer besides its head to prune")
+        decs = {la.name: decompose(la.matrix().clone()) for la in layers}
         for f in fr:
-            m = copy.deepcopy(model)
-            ranks = {}
-            for la in layers:
-                k = min(la.rank, max(1, math.ceil(f * min(la.shape))))
-                ranks[la.name] = k
-                if k < la.rank:
-                    factorize(m, la.name, k)
+            ranks = {la.name: min(la.rank, max(1, math.ceil(f * min(la.shape)))) for la in layers}
+            m, n_params = _written(model, decs, {la.name: range(ranks[la.name])
+                                                 for la in layers if ranks[la.name] < la.rank})
             _, acc = evaluate(m, _data_for(data, cols, names))
-            rows.append({**cols, "fraction": f, "test_acc": acc,
-                         "n_params": count_parameters(m), "ranks": ranks})
+            rows.append({**cols, "fraction": f, "test_acc": acc, "n_params": n_params,
+                         "ranks": ranks})
     return pd.DataFrame(rows, columns=[*names, "fraction", "test_acc", "n_params", "ranks"])
 
 
