@@ -22,7 +22,9 @@ One concept per module:
   :mod:`rmtlib.baselines` (magnitude pruning and random-rank truncation at a given parameter
   count), :mod:`rmtlib.landscape` (top Hessian eigenvalue, loss along a straight path,
   share of each layer's spectrum inside the fitted MP bulk),
-  :mod:`rmtlib.papers` (one module per paper);
+  :mod:`rmtlib.papers` (one module per paper; :mod:`rmtlib.papers.beyond`: the "beyond"
+  chapter), :mod:`rmtlib.compare` (rmtlib next to WeightWatcher; the only module importing
+  ``weightwatcher``, an optional extra ``[compare]``);
 * paper 3's data condition: :mod:`rmtlib.stability` (slabs, doubling constants of a data set,
   stability measures of training curves; NumPy only at import), :mod:`rmtlib.synthetic` (laws
   with closed-form doubling constants, labelled sets with and without flat portions);

@@ -19,6 +19,7 @@ __all__ = [
     "COLORS",
     "LABELS",
     "accuracy_vs_rank",
+    "agreement_scatter",
     "band_plot",
     "density_curves",
     "doubling_profile",
@@ -30,6 +31,7 @@ __all__ = [
     "loss_accuracy",
     "margin_scatter",
     "paired_comparison",
+    "pareto_plot",
     "rank_bars",
     "rank_error_grid",
     "sample_histogram",
@@ -895,3 +897,75 @@ def margin_scatter(margins, changes, ax=None, *, tau=None, flipped=None, xlabel:
     ax.set_xscale("log")
     ax.set_yscale("log")
     return _finish(ax, xlabel, ylabel, title, legend_loc)
+
+
+def pareto_plot(points: pd.DataFrame, ax=None, *, sweep: pd.DataFrame | None = None,
+                title: str | None = None, xlabel: str = "parameters kept",
+                ylabel: str = LABELS["test_acc"], legend_loc: str | None = "lower right"):
+    """Accuracy against parameters kept (log x) with error bars: one point per row of
+    ``points`` (columns ``method``, ``kind`` -- ``"selector"``, ``"baseline"`` or
+    ``"unpruned"`` --, ``n_params_mean``, ``n_params_sd``, ``test_acc_mean``, ``test_acc_sd``
+    and a bool ``pareto``), selectors coloured and labelled, baselines grey (one marker per
+    baseline method), the unpruned net a black star, the Pareto front of the selectors a dashed
+    step line; ``sweep`` (``n_params_mean``, ``test_acc_mean``, ``test_acc_sd``) is drawn as a
+    curve with a ± 1 sd band."""
+    need = ["method", "kind", "n_params_mean", "n_params_sd", "test_acc_mean", "test_acc_sd",
+            "pareto"]
+    missing = [c for c in need if c not in points]
+    if missing:
+        raise ValueError(f"points lacks the columns {missing}; available: {sorted(points.columns)}")
+    ax = _axes(ax)
+    if sweep is not None:
+        s = sweep.sort_values("n_params_mean")
+        ax.plot(s.n_params_mean, s.test_acc_mean, color=COLORS["reference"], lw=1.3,
+                label="uniform keep fraction (sweep)")
+        ax.fill_between(s.n_params_mean, s.test_acc_mean - s.test_acc_sd.fillna(0),
+                        s.test_acc_mean + s.test_acc_sd.fillna(0), color=COLORS["reference"],
+                        alpha=0.15, lw=0)
+    markers = iter("sxdv^<>")
+    for method, part in points[points.kind == "baseline"].groupby("method", sort=False):
+        ax.errorbar(part.n_params_mean, part.test_acc_mean, xerr=part.n_params_sd,
+                    yerr=part.test_acc_sd, fmt=next(markers, "o"), ms=5, capsize=2,
+                    color="0.55", mfc="none", label=f"{method} (same budget)")
+    sel = points[points.kind == "selector"]
+    for i, row in enumerate(sel.itertuples()):
+        ax.errorbar(row.n_params_mean, row.test_acc_mean, xerr=row.n_params_sd,
+                    yerr=row.test_acc_sd, fmt="o", ms=6, capsize=3, color=f"C{i % 10}",
+                    label=str(row.method))
+    front = sel[sel.pareto.astype(bool)].sort_values("n_params_mean")
+    if len(front) > 1:
+        ax.step(front.n_params_mean, front.test_acc_mean, where="post", color="k", ls="--",
+                lw=1, label="Pareto front of the selectors")
+    for row in points[points.kind == "unpruned"].itertuples():
+        ax.errorbar(row.n_params_mean, row.test_acc_mean, yerr=row.test_acc_sd, fmt="*", ms=11,
+                    color="k", label="unpruned")
+    ax.set_xscale("log")
+    from matplotlib.ticker import NullFormatter
+
+    ax.xaxis.set_minor_formatter(NullFormatter())  # minor tick labels of a short log axis overlap
+    return _finish(ax, xlabel, ylabel, title, legend_loc)
+
+
+def agreement_scatter(frame: pd.DataFrame, x: str, y: str, ax=None, *, hue: str | None = None,
+                      log: bool = False, xlabel: str | None = None, ylabel: str | None = None,
+                      title: str | None = None, legend_loc: str | None = "best"):
+    """``y`` against ``x`` (columns of ``frame``), one colour per ``hue`` value, with the line
+    ``y = x``: points on it agree.  ``log`` puts both axes on a log scale (non-positive values
+    are then left out)."""
+    need = [c for c in (x, y, hue) if c is not None and c not in frame]
+    if need:
+        raise ValueError(f"columns {need} not found; available: {sorted(frame.columns)}")
+    ax = _axes(ax)
+    data = frame[(frame[x] > 0) & (frame[y] > 0)] if log else frame
+    groups = data.groupby(hue, sort=False) if hue else [(None, data)]
+    for i, (g, part) in enumerate(groups):
+        ax.scatter(part[x], part[y], s=22, alpha=0.8, color=f"C{i % 10}",
+                   label=None if g is None else str(g))
+    vals = pd.concat([data[x], data[y]]).astype(float)
+    if len(vals):
+        lo, hi = float(vals.min()), float(vals.max())
+        ax.plot([lo, hi], [lo, hi], color="k", ls="--", lw=1, label="y = x")
+    if log:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    return _finish(ax, xlabel or LABELS.get(x, x), ylabel or LABELS.get(y, y), title, legend_loc)
