@@ -110,8 +110,8 @@ def _prune_event_vs_epoch(quick: bool) -> dict:
 
 
 def bench_analyze_4096(quick: bool = False) -> dict:
-    """``analyze`` on a model with a 4096 x 4096 Linear layer (2048 x 2048 when ``quick``)."""
-    size = 2048 if quick else 4096
+    """``analyze`` on a model with a 4096 x 4096 Linear layer (1024 x 1024 when ``quick``)."""
+    size = 1024 if quick else 4096
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = nn.Sequential(nn.Linear(size, size), nn.ReLU(), nn.Linear(size, 10))
