@@ -174,3 +174,17 @@ def test_bad_arguments():
         p2.planned_ranks(10, 1, "0.5")
     with pytest.raises(ValueError, match="lr"):
         p2.PruneDecay(0.0, epochs=3, every=1)
+
+
+def test_fc_arms_and_reproduction_entries():
+    arms = p2.fc_arms(**SMALL, l1=1e-6, l2=1e-6)
+    assert [r.name for r in arms] == list(p2.FC_ARMS)
+    assert [r.tags["variant"] for r in arms] == ["none", "corrected", "paper_exact"]
+    assert [r.name for r in p2.fc_arms(exact=False, **SMALL)] == ["unpruned", "pruned (corrected)"]
+    import yaml
+    from pathlib import Path
+    ref = yaml.safe_load((Path(__file__).parents[1] / "notebooks/paper2/reference_values.yml")
+                         .read_text())
+    rows = p2.comparison_rows(p2.REPRODUCTION, {}, ref)  # every reference path exists
+    assert len(rows) == len(p2.REPRODUCTION) and all(r["n"] == 0 for r in rows)
+    assert rows[7]["authors"] == 90.53  # MP + L1 + L2, test

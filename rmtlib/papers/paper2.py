@@ -40,6 +40,8 @@ from ..validation import (ArgumentTypeError, check_bool, check_choice, check_flo
 
 __all__ = [
     "ARM_LABELS",
+    "FC_ARMS",
+    "REPRODUCTION",
     "TABLE_ARMS",
     "VARIANTS",
     "BulkSchedule",
@@ -48,6 +50,7 @@ __all__ = [
     "arm_records",
     "compare_arms",
     "comparison_rows",
+    "fc_arms",
     "final_frame",
     "planned_ranks",
     "prune_epochs",
@@ -66,6 +69,25 @@ TABLE_ARMS = ("none", "mp", "l1l2", "mp_l1l2", "mp_l2")
 ARM_LABELS = {"none": "no pruning, no regularisation", "mp": "MP pruning only",
               "l1l2": "L1 + L2 only", "mp_l1l2": "MP pruning + L1 + L2",
               "mp_l2": "MP pruning + L2"}
+
+
+#: The arms of the fc run: recipe name -> key in its metrics.json.
+FC_ARMS = {"unpruned": "unpruned", "pruned (corrected)": "pruned",
+           "pruned (paper-exact)": "paper_exact_pruned"}
+
+#: The numbers of the reproduction page: ``{"quantity", "run", "metric" (a per-seed record in
+#: that run's metrics.json, path "a/b/c"), "reference" (path in reference_values.yml),
+#: "note"}``.  Other paper-2 runs (CNN, pretrained pruning) append their entries here.
+REPRODUCTION: list[dict] = [
+    *({"quantity": f"table: {ARM_LABELS[a]}, {what}", "run": "paper2_table",
+       "metric": f"final_{what}_acc/{a}", "reference": f"table/arms/{a}/{what}"}
+      for a in TABLE_ARMS for what in ("train", "test")),
+    *({"quantity": f"authors' code, logged pruned run {i} (test, approximate)",
+       "run": "paper2_fc", "metric": "final_test_acc/fashion_mnist/paper_exact_pruned",
+       "reference": f"code_logs/test/log_{i}",
+       "note": "ours: the paper-exact pruned arm of the fc run; their log's settings unknown"}
+      for i in (1, 2)),
+]
 
 
 @dataclass(frozen=True)
@@ -195,6 +217,19 @@ def recipe(variant: str = "corrected", prune: bool = True, *, dims: Sequence[int
                   tags={**arm, **dict(tags or {})})
 
 
+def fc_arms(*, exact: bool = True, **kwargs) -> list[Recipe]:
+    """The arms of the fc experiment, named as :data:`FC_ARMS`: the unpruned baseline, the
+    corrected pruned arm and (``exact``) the paper-exact pruned arm, all with the same
+    ``kwargs`` of :func:`recipe` (the same initialisation, penalties and learning-rate
+    schedule)."""
+    exact = check_bool(exact, "exact")
+    arms = [recipe("corrected", False, name="unpruned", **kwargs),
+            recipe("corrected", True, name="pruned (corrected)", **kwargs)]
+    if exact:
+        arms.append(recipe("paper_exact", True, name="pruned (paper-exact)", **kwargs))
+    return arms
+
+
 def table_arm(arm: str, *, l1: float, l2: float, variant: str = "corrected", **kwargs) -> Recipe:
     """The recipe of one row of the authors' table (:data:`TABLE_ARMS`): ``"none"`` (no
     pruning, no penalty), ``"mp"`` (MP pruning only), ``"l1l2"`` (both penalties, no pruning),
@@ -278,8 +313,10 @@ def compare_arms(finals: pd.DataFrame, baseline: str, other: str, *, metric: str
         spread = variance_comparison(pairs[other], pairs[baseline], confidence)
     except ValueError as exc:  # fewer than 3 seeds, or constant arms: say so, keep the rest
         spread = {k: math.nan for k in ("ratio", "low", "high", "p_f", "p_brown_forsythe",
-                                        "p_pitman_morgan", "sd_a", "sd_b")}
-        spread.update(confidence=float(confidence), n=len(pairs), note=str(exc))
+                                        "p_pitman_morgan")}
+        sd = {k: float(pairs[c].std(ddof=1)) if len(pairs) > 1 else math.nan
+              for k, c in (("sd_a", other), ("sd_b", baseline))}
+        spread.update(sd, confidence=float(confidence), n=len(pairs), note=str(exc))
     return Comparison(pairs, difference, spread, paired_verdict(d))
 
 
