@@ -188,3 +188,18 @@ def test_fc_arms_and_reproduction_entries():
     rows = p2.comparison_rows(p2.REPRODUCTION, {}, ref)  # every reference path exists
     assert len(rows) == len(p2.REPRODUCTION) and all(r["n"] == 0 for r in rows)
     assert rows[7]["authors"] == 90.53  # MP + L1 + L2, test
+
+
+def test_repeated_arms_compare_only_runs_with_the_same_settings():
+    params = {k: 1 for k in p2.SHARED_SETTINGS}
+    fc = {"final_test_acc": {"fashion_mnist": {
+        "unpruned": {"per_seed": {"0": 80.0, "1": 81.0}},
+        "pruned": {"per_seed": {"0": 82.0, "1": 83.0}}}}}
+    tb = {"final_test_acc": {"l1l2": {"per_seed": {"0": 80.0, "1": 81.5}},
+                             "mp_l1l2": {"per_seed": {"1": 83.0}}}}
+    out = p2.repeated_arms(params, fc, {**params, "variant": "corrected"}, tb)
+    assert list(out["largest |difference| (pp)"]) == [0.5, 0.0]
+    assert list(out.seeds) == [2, 1] and set(out["settings that differ"]) == {"none"}
+    out = p2.repeated_arms(params, fc, {**params, "epochs": 2, "variant": "paper_exact"}, tb)
+    assert out["largest |difference| (pp)"].isna().all()
+    assert out.loc[p2.ARM_LABELS["mp_l1l2"], "settings that differ"] == "epochs, variant"

@@ -42,6 +42,7 @@ __all__ = [
     "ARM_LABELS",
     "FC_ARMS",
     "REPRODUCTION",
+    "REPEATED_ARMS",
     "TABLE_ARMS",
     "VARIANTS",
     "BulkSchedule",
@@ -55,6 +56,7 @@ __all__ = [
     "planned_ranks",
     "prune_epochs",
     "recipe",
+    "repeated_arms",
     "table_arm",
     "table_frame",
 ]
@@ -88,6 +90,15 @@ REPRODUCTION: list[dict] = [
        "note": "ours: the paper-exact pruned arm of the fc run; their log's settings unknown"}
       for i in (1, 2)),
 ]
+
+
+#: Arms of the table run that repeat an arm of the fc run (Fashion-MNIST) when both runs use
+#: the same settings (:func:`repeated_arms`): table row -> fc arm key.
+REPEATED_ARMS = {"l1l2": "unpruned", "mp_l1l2": "pruned"}
+
+#: The parameters both runs must share for that.
+SHARED_SETTINGS = ("dims", "epochs", "every", "horizon", "lr", "momentum", "batch_size", "l1",
+                   "l2", "alpha", "beta", "n_train", "n_test", "seed")
 
 
 @dataclass(frozen=True)
@@ -389,3 +400,29 @@ def comparison_rows(entries: Sequence[Mapping], metrics: Mapping[str, Mapping],
         rows.append(compare_value(str(e["quantity"]), float(authors), ours, unit="%",
                                   note=note) | {"run": e["run"]})
     return rows
+
+
+def repeated_arms(fc_params: Mapping, fc_metrics: Mapping, table_params: Mapping,
+                  table_metrics: Mapping) -> pd.DataFrame:
+    """Two runs, one arm: the table run's "L1 + L2 only" and (corrected) "MP pruning + L1 + L2"
+    arms are the fc run's Fashion-MNIST unpruned and pruned arms when both runs have the same
+    :data:`SHARED_SETTINGS` (training is deterministic), so their per-seed test accuracies
+    must agree.  ``*_params`` are the runs' full parameters (notebook defaults + injected),
+    ``*_metrics`` their ``metrics.json`` values.  One row per :data:`REPEATED_ARMS` entry:
+    the seeds both ran, the largest absolute per-seed difference (percentage points; NaN if
+    not comparable) and the settings that differ."""
+    differ = [k for k in SHARED_SETTINGS if str(fc_params.get(k)) != str(table_params.get(k))]
+    rows = []
+    for row, key in REPEATED_ARMS.items():
+        why = list(differ)
+        if row.startswith("mp") and table_params.get("variant", "corrected") != "corrected":
+            why.append("variant")
+        a = _lookup(table_metrics, ["final_test_acc", row]) or {}
+        b = _lookup(fc_metrics, ["final_test_acc", "fashion_mnist", key]) or {}
+        seeds = sorted(set(a.get("per_seed", {})) & set(b.get("per_seed", {})), key=int)
+        gap = (max(abs(a["per_seed"][s] - b["per_seed"][s]) for s in seeds)
+               if seeds and not why else math.nan)
+        rows.append({"table arm": ARM_LABELS[row], "fc arm": f"fashion_mnist, {key}",
+                     "seeds": len(seeds), "largest |difference| (pp)": gap,
+                     "settings that differ": ", ".join(why) or "none"})
+    return pd.DataFrame(rows).set_index("table arm")
