@@ -47,16 +47,19 @@ def test_lr_decays_by_096_at_each_prune_only():
     assert [lr(e) for e in range(1, 11)] == pytest.approx(expected, rel=1e-14, abs=0)
 
 
-def test_planned_ranks_compound_the_fractions():
+def test_planned_ranks_compound_the_fractions_once_split():
     f = p2.BulkSchedule(10)
     fr = [f(e) for e in p2.prune_epochs(10, 2)]  # 0.8, 0.6, 0.4, 0.2
-    ranks = p2.planned_ranks(500, 5, fr)
-    r, expect = 500, []
-    for x in fr:
-        r = 5 + int(x * (r - 5))
-        expect.append(r)
-    assert ranks == expect == [401, 242, 99, 23]
-    assert p2.planned_ranks(10, 0, [0.0]) == [1]  # at least min_rank
+    # 500 x 500 splits only below rank 250: 400 and 300 are truncations (p stays 500)
+    exact = p2.planned_ranks((500, 500), 5, fr)
+    assert exact == [5 + int(0.8 * 495), 5 + int(0.6 * 495), 5 + int(0.4 * 495),
+                     5 + int(0.2 * (203 - 5))] == [401, 302, 203, 44]
+    corrected = p2.planned_ranks((500, 500), 5, fr, compound=False)
+    # f of the whole bulk: 5 + int(f * 495), f(8) = 1 - 8/10 = 0.1999... in floating point
+    assert corrected == [401, 302, 203, 103]
+    # a tall layer that splits at once compounds from the first prune
+    assert p2.planned_ranks((10, 1000), 0, [0.5, 0.5]) == [5, 2]
+    assert p2.planned_ranks((10, 10), 0, [0.0]) == [1]  # at least min_rank
 
 
 def test_recipes_share_schedule_and_differ_in_pruning():
@@ -171,7 +174,9 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="l1"):
         p2.recipe(l1=-1.0, **SMALL)
     with pytest.raises(ArgumentTypeError, match="fractions"):
-        p2.planned_ranks(10, 1, "0.5")
+        p2.planned_ranks((10, 10), 1, "0.5")
+    with pytest.raises(ArgumentTypeError, match="shape"):
+        p2.planned_ranks(10, 1, [0.5])
     with pytest.raises(ValueError, match="lr"):
         p2.PruneDecay(0.0, epochs=3, every=1)
 

@@ -149,17 +149,33 @@ class PruneDecay:
         return float(self.lr) * float(self.factor) ** done
 
 
-def planned_ranks(p: int, spikes: int, fractions: Sequence[float], min_rank: int = 1) -> list[int]:
-    """The rank of a layer after each prune of a schedule if it keeps ``spikes`` spikes every
-    time: ``r_0 = p``, ``r_{t+1} = keep_count(spikes, r_t, f_t)`` (the current rank is the
-    ``p`` of the next prune, so the fractions compound).  Returns ``[r_1, r_2, ...]``."""
-    r = check_int(p, "p", minimum=1)
+def planned_ranks(shape: Sequence[int], spikes: int, fractions: Sequence[float], *,
+                  compound: bool = True, min_rank: int = 1) -> list[int]:
+    """The rank an ``m x n`` layer keeps at each prune of a schedule if it has ``spikes``
+    spikes every time: ``keep = keep_count(spikes, p, f)`` (:func:`rmtlib.prune.keep_count`),
+    split into two factors when ``keep (m + n) < m n``, else truncated in place.
+
+    ``p`` is ``min(m, n)`` while the layer is unsplit (a layer truncated in place keeps its
+    shape, so the next prune counts its bulk from the full width again).  Once split,
+    ``compound=True`` (the paper-exact arm: the factors are analysed on their own) takes ``p``
+    = the current rank, so the fractions multiply; ``compound=False`` (the corrected arm: the
+    product ``W2 W1`` is analysed, at its full width) keeps ``p = min(m, n)``, so ``f(e)`` is
+    the fraction of the layer's whole bulk.  Returns the ranks after each prune."""
+    if isinstance(shape, (str, bytes)) or not isinstance(shape, Sequence) or len(shape) != 2:
+        raise ArgumentTypeError(f"shape must be a pair (m, n), got {describe(shape)}")
+    m, n = (check_int(v, "shape", minimum=1) for v in shape)
     if isinstance(fractions, (str, bytes)) or not isinstance(fractions, Sequence):
         raise ArgumentTypeError(f"fractions must be a list of numbers, got {describe(fractions)}")
-    out = []
+    compound = check_bool(compound, "compound")
+    full = min(m, n)
+    p, split, out = full, False, []
     for f in fractions:
-        r = keep_count(min(spikes, r), r, f, min_rank)
-        out.append(r)
+        k = keep_count(min(spikes, p), p, f, min_rank)
+        split = split or k * (m + n) < m * n
+        if split and k >= p and p < full:  # a split pair is never widened
+            k = p
+        out.append(k)
+        p = k if split and compound else full
     return out
 
 
