@@ -6,7 +6,10 @@ A *history frame* has one row per run (``recipe``, ``seed``) and epoch, as produ
 deviation with ``ddof = 1``, minimum, maximum, count); :func:`paired_verdict` says in words whether
 an improvement holds across seeds; :func:`seed_record`, :func:`record_tree` and
 :func:`curve_tree` shape per-seed values for ``metrics.json``; :func:`format_mean_sd` formats
-"mean ± sd".
+"mean ± sd".  For two arms over seeds, :func:`paired_interval` (t interval of the paired
+mean difference), :func:`variance_ratio` (F interval), :func:`brown_forsythe` (Levene's test
+about medians) and :func:`pitman_morgan` (equal variances of *paired* samples) compare their
+means and spreads; :func:`variance_comparison` gathers the three variance tests.
 """
 
 from __future__ import annotations
@@ -17,20 +20,25 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .validation import (ArgumentTypeError, check_bool, check_frame, check_int, check_names,
+from .validation import (ArgumentTypeError, check_bool, check_float, check_frame, check_int, check_names,
                          check_str, describe)
 
 __all__ = [
     "curve_tree",
     "epoch_summary",
     "final_rows",
+    "brown_forsythe",
     "final_summary",
     "format_mean_sd",
     "paired_differences",
+    "paired_interval",
     "paired_verdict",
+    "pitman_morgan",
     "record_tree",
     "seed_record",
     "summary_stats",
+    "variance_comparison",
+    "variance_ratio",
 ]
 
 
@@ -191,3 +199,131 @@ def format_mean_sd(mean: float, sd: float = math.nan, digits: int = 2) -> str:
     if sd is None or not np.isfinite(sd):
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+# ----------------------------------------------------------------- two arms over seeds
+
+
+def _sample(values, name: str, minimum: int = 2) -> np.ndarray:
+    """``values`` as a 1-D float array of at least ``minimum`` finite numbers."""
+    if isinstance(values, (str, bytes, Mapping)) or not hasattr(values, "__len__"):
+        raise ArgumentTypeError(f"{name} must be a sequence of numbers, got {describe(values)}")
+    try:
+        v = np.asarray(list(values), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ArgumentTypeError(f"{name} must be a sequence of numbers, got {describe(values)}") from None
+    if v.ndim != 1 or v.size < minimum or not np.all(np.isfinite(v)):
+        raise ValueError(f"{name} must hold at least {minimum} finite numbers, got {list(values)!r}")
+    return v
+
+
+def _pair(a, b, minimum: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    a, b = _sample(a, "a", minimum), _sample(b, "b", minimum)
+    if a.size != b.size:
+        raise ValueError(f"paired samples a and b must have the same length, got {a.size} and {b.size}")
+    return a, b
+
+
+def _confidence(confidence) -> float:
+    return check_float(confidence, "confidence", low=0.0, high=1.0, low_open=True, high_open=True,
+                       what="a probability")
+
+
+def paired_interval(differences, confidence: float = 0.95) -> dict:
+    r"""Student-t interval of the mean of per-seed paired ``differences`` (``other -
+    baseline``): ``mean``, ``sd`` (ddof = 1), ``n``, ``low``, ``high`` =
+    :math:`\bar d \mp t_{n-1, (1+c)/2}\, s_d/\sqrt n`, and the two-sided ``p`` of
+    :math:`H_0: E d = 0`.  Assumes independent, roughly normal differences (with 5 seeds the
+    interval is wide; read it as such)."""
+    d = _sample(differences, "differences")
+    c = _confidence(confidence)
+    from scipy import stats as st
+
+    n, mean, sd = d.size, float(d.mean()), float(d.std(ddof=1))
+    half = float(st.t.ppf((1 + c) / 2, n - 1)) * sd / math.sqrt(n)
+    p = float(2 * st.t.sf(abs(mean) / (sd / math.sqrt(n)), n - 1)) if sd > 0 else \
+        (1.0 if mean == 0 else 0.0)
+    return {"mean": mean, "sd": sd, "n": n, "low": mean - half, "high": mean + half,
+            "confidence": c, "p": p}
+
+
+def variance_ratio(a, b, confidence: float = 0.95) -> dict:
+    r"""Ratio of the sample variances :math:`R = s_a^2 / s_b^2` (ddof = 1) with its F
+    interval :math:`[R / F_{(1+c)/2}, R / F_{(1-c)/2}]` (``F`` with ``(n_a - 1, n_b - 1)``
+    degrees of freedom) and the two-sided ``p`` of the F test of equal variances.  Assumes
+    two *independent* normal samples; for paired arms see :func:`pitman_morgan`."""
+    a, b = _sample(a, "a"), _sample(b, "b")
+    c = _confidence(confidence)
+    from scipy import stats as st
+
+    va, vb = float(a.var(ddof=1)), float(b.var(ddof=1))
+    if vb == 0:
+        raise ValueError("b has zero variance: the ratio s_a^2 / s_b^2 is undefined")
+    r, d1, d2 = va / vb, a.size - 1, b.size - 1
+    low = r / float(st.f.ppf((1 + c) / 2, d1, d2))
+    high = r / float(st.f.ppf((1 - c) / 2, d1, d2))
+    p = float(min(1.0, 2 * min(st.f.cdf(r, d1, d2), st.f.sf(r, d1, d2))))
+    return {"ratio": r, "low": low, "high": high, "confidence": c, "p": p,
+            "var_a": va, "var_b": vb, "n_a": int(a.size), "n_b": int(b.size)}
+
+
+def brown_forsythe(a, b) -> dict:
+    r"""Brown--Forsythe test of equal spread (Levene's test about the medians): the one-way
+    ANOVA F statistic of :math:`z_{ij} = |x_{ij} - \operatorname{median}_j|` over the two
+    samples, with ``(1, n_a + n_b - 2)`` degrees of freedom.  Returns ``statistic`` and ``p``.
+    Robust to non-normality; with a handful of seeds it has little power."""
+    a, b = _sample(a, "a"), _sample(b, "b")
+    from scipy import stats as st
+
+    z = [np.abs(x - np.median(x)) for x in (a, b)]
+    allz = np.concatenate(z)
+    n, k = allz.size, 2
+    between = sum(zi.size * (zi.mean() - allz.mean()) ** 2 for zi in z) / (k - 1)
+    within = sum(((zi - zi.mean()) ** 2).sum() for zi in z) / (n - k)
+    if within == 0:
+        stat = math.inf if between > 0 else math.nan
+        p = 0.0 if between > 0 else math.nan
+    else:
+        stat = float(between / within)
+        p = float(st.f.sf(stat, k - 1, n - k))
+    return {"statistic": stat, "p": p, "df": [k - 1, n - k]}
+
+
+def pitman_morgan(a, b) -> dict:
+    r"""Pitman--Morgan test of equal variances of two *paired* samples (the two arms of the
+    same seeds): :math:`\operatorname{var} a = \operatorname{var} b` iff
+    :math:`\operatorname{cov}(a + b, a - b) = 0`, so with :math:`r` the correlation of the
+    sums and differences, :math:`t = r\sqrt{n-2}/\sqrt{1-r^2}` has a Student-t law with
+    ``n - 2`` degrees of freedom.  Returns ``ratio`` (:math:`s_a^2/s_b^2`), ``r``,
+    ``statistic`` (t), ``p`` (two-sided) and ``n``.  Assumes bivariate normal pairs; needs
+    ``n >= 3``."""
+    a, b = _pair(a, b, minimum=3)
+    from scipy import stats as st
+
+    s, d = a + b, a - b
+    if s.std() == 0 or d.std() == 0:
+        raise ValueError("the sums or differences of the pairs are constant: the test is undefined")
+    n = a.size
+    r = float(np.corrcoef(s, d)[0, 1])
+    if abs(r) >= 1:
+        t, p = math.copysign(math.inf, r), 0.0
+    else:
+        t = r * math.sqrt(n - 2) / math.sqrt(1 - r * r)
+        p = float(2 * st.t.sf(abs(t), n - 2))
+    vb = float(b.var(ddof=1))
+    return {"ratio": float(a.var(ddof=1)) / vb if vb > 0 else math.inf, "r": r,
+            "statistic": float(t), "p": p, "n": int(n)}
+
+
+def variance_comparison(a, b, confidence: float = 0.95) -> dict:
+    """The spread of arm ``a`` against arm ``b`` over the same seeds (paired): the
+    :func:`variance_ratio` with its F interval (which treats the arms as independent), the
+    :func:`brown_forsythe` p-value and the paired :func:`pitman_morgan` p-value, as one flat
+    dict (``ratio``, ``low``, ``high``, ``confidence``, ``p_f``, ``p_brown_forsythe``,
+    ``p_pitman_morgan``, ``sd_a``, ``sd_b``, ``n``)."""
+    a, b = _pair(a, b, minimum=3)
+    vr, bf, pm = variance_ratio(a, b, confidence), brown_forsythe(a, b), pitman_morgan(a, b)
+    return {"ratio": vr["ratio"], "low": vr["low"], "high": vr["high"],
+            "confidence": vr["confidence"], "p_f": vr["p"], "p_brown_forsythe": bf["p"],
+            "p_pitman_morgan": pm["p"], "sd_a": math.sqrt(vr["var_a"]),
+            "sd_b": math.sqrt(vr["var_b"]), "n": int(a.size)}
