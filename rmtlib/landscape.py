@@ -290,6 +290,11 @@ class BulkShareTracker(Callback):
         if state.epoch % self.every == 0:
             self._record(state.model, state.epoch)
 
+    def record(self) -> dict:
+        """``{"bulk_share": frame}`` with a ``seed`` column: what comes back from
+        :func:`rmtlib.studies.run_seeds` (``SeedStudy.records``) wherever the run trained."""
+        return {"bulk_share": self.frame.assign(seed=self.seed)}
+
     @property
     def frame(self) -> pd.DataFrame:
         """All recorded rows (columns ``epoch`` then :data:`BULK_COLUMNS`)."""

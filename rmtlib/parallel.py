@@ -200,23 +200,40 @@ def _in_process(func, tasks, shared, label, progress, threads, start):
     return out, seconds
 
 
+def _lost(exc: BaseException) -> bool:
+    """Whether a future failed because the cluster lost it (its worker died, or the scattered
+    data it needs was forgotten), not because the task raised."""
+    from asyncio import CancelledError
+
+    return isinstance(exc, CancelledError) or type(exc).__name__ == "FutureCancelledError"
+
+
 def _on_cluster(address, func, tasks, shared, label, progress, threads, start):
     from distributed import as_completed
 
     client = _client(address)
     retries = task_retries()
     names = list(shared)
-    # one future per shared value, on every worker; random keys (hash=False): two notebooks
-    # sharing the cluster never collide, and nothing is tokenized
-    futures = client.scatter([shared[k] for k in names], broadcast=True, hash=False) if names else []
-    remote = dict(zip(names, futures))
+    futures: list = []
+
+    def scatter() -> dict:
+        # one future per shared value, on every worker; random keys (hash=False): two notebooks
+        # sharing the cluster never collide, and nothing is tokenized
+        new = client.scatter([shared[k] for k in names], broadcast=True, hash=False) if names else []
+        futures.extend(new)
+        return dict(zip(names, new))
+
+    remote = scatter()
     tag = f"{''.join(c if c.isalnum() else '-' for c in label)[:40]}"
-    submitted = [client.submit(_run_task, func, task, threads, remote, pure=False, retries=retries,
-                               key=f"{tag}-{i}-{os.urandom(6).hex()}")
-                 for i, task in enumerate(tasks)]
+
+    def submit(i: int, data: dict):
+        return client.submit(_run_task, func, tasks[i], threads, data, pure=False,
+                             retries=retries, key=f"{tag}-{i}-{os.urandom(6).hex()}")
+
+    submitted = [submit(i, remote) for i in range(len(tasks))]
     index = {f.key: i for i, f in enumerate(submitted)}
     out: list = [None] * len(tasks)
-    seconds, done = 0.0, 0
+    seconds, done, resubmitted = 0.0, 0, 0
     try:
         with client.as_current():  # as_completed finds its client there
             completed = as_completed(submitted)
@@ -225,6 +242,16 @@ def _on_cluster(address, func, tasks, shared, label, progress, threads, start):
             try:
                 result, s = fut.result()
             except Exception as exc:
+                # lost with a dying worker (not raised by the task): send the shared data
+                # again and resubmit, at most `retries` times per task on average
+                if _lost(exc) and resubmitted < max(retries, 1) * len(tasks):
+                    resubmitted += 1
+                    remote = scatter()
+                    again = submit(i, remote)
+                    index[again.key] = i
+                    submitted.append(again)
+                    completed.add(again)
+                    continue
                 raise TaskError(
                     f"task {i + 1}/{len(tasks)} of {label!r} ({_short(tasks[i])}) failed on the "
                     f"cluster at {address} after {retries} retr{'y' if retries == 1 else 'ies'}: "

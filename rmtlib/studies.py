@@ -100,13 +100,18 @@ class SeedStudy:
     ``frame`` is the long history: one row per recipe, seed and epoch (0 = untrained) with
     the columns ``recipe``, ``seed``, the recipes' tags and
     :data:`rmtlib.train.HISTORY_COLUMNS`.  ``models`` and ``histories`` are keyed by
-    ``(recipe, seed)``; ``seconds`` is the total wall time.
+    ``(recipe, seed)``; ``seconds`` is the total wall time.  ``records`` maps ``(recipe,
+    seed)`` to the list of what the run's callbacks returned from
+    :meth:`rmtlib.train.Callback.record` (those returning ``None`` left out), in the order of
+    the recipe's callbacks: how measurements made during training come back from wherever the
+    training ran.
     """
 
     frame: pd.DataFrame
     models: dict[tuple[str, int], nn.Module]
     histories: dict[tuple[str, int], History]
     seconds: float
+    records: dict = field(default_factory=dict)
 
     def events(self) -> pd.DataFrame:
         """Every pruning event's per-layer rows (see :meth:`History.events_frame`) with
@@ -158,7 +163,8 @@ def load_checkpoints(index: pd.DataFrame, folder, recipes: Iterable[Recipe]) -> 
 
 def _train_one(task: tuple[int, int], *, recipes, train, test, epochs, fit_kwargs):
     """One ``(recipe index, seed)`` training of :func:`run_seeds` (a :func:`map_tasks` task):
-    ``(model, history, seconds)``."""
+    ``(model, history, seconds, records)`` (``records``: the callbacks' non-None
+    :meth:`~rmtlib.train.Callback.record`)."""
     i, seed = task
     r = recipes[i]
     t0 = time.perf_counter()
@@ -166,9 +172,11 @@ def _train_one(task: tuple[int, int], *, recipes, train, test, epochs, fit_kwarg
     if not isinstance(model, nn.Module):
         raise ValueError(f"recipe {r.name!r}: build({seed}) returned "
                          f"{type(model).__name__}, not an nn.Module")
-    h = fit(model, train, test, epochs=epochs, seed=seed, callbacks=list(r.callbacks()),
+    callbacks = list(r.callbacks())
+    h = fit(model, train, test, epochs=epochs, seed=seed, callbacks=callbacks,
             **{**fit_kwargs, **r.fit_options, "progress": False})
-    return model, h, time.perf_counter() - t0
+    records = [rec for rec in (cb.record() for cb in callbacks) if rec is not None]
+    return model, h, time.perf_counter() - t0, records
 
 
 def run_seeds(recipes: Iterable[Recipe], seeds: Iterable[int], train, test, *, epochs: int,
@@ -209,10 +217,12 @@ def run_seeds(recipes: Iterable[Recipe], seeds: Iterable[int], train, test, *, e
     done = map_tasks(_train_one, tasks, label="training runs", progress=progress, threads=threads,
                      shared={"recipes": recipes, "train": train, "test": test, "epochs": epochs,
                              "fit_kwargs": opts})
-    frames, models, histories = [], {}, {}
-    for (i, seed), (model, h, seconds) in zip(tasks, done):
+    frames, models, histories, records = [], {}, {}, {}
+    for (i, seed), (model, h, seconds, recs) in zip(tasks, done):
         r = recipes[i]
         models[r.name, seed], histories[r.name, seed] = model, h
+        if recs:
+            records[r.name, seed] = recs
         frames.append(h.frame.assign(recipe=r.name, seed=seed, **dict(r.tags)))
         if progress:
             print(f"{r.name} | seed {seed}: final test accuracy "
@@ -220,7 +230,7 @@ def run_seeds(recipes: Iterable[Recipe], seeds: Iterable[int], train, test, *, e
     frame = pd.concat(frames, ignore_index=True)
     lead = ["recipe", "seed", *dict.fromkeys(k for r in recipes for k in r.tags)]
     frame = frame[lead + [c for c in frame.columns if c not in lead]]
-    return SeedStudy(frame, models, histories, time.perf_counter() - start)
+    return SeedStudy(frame, models, histories, time.perf_counter() - start, records)
 
 
 def keyed(models: Mapping, names: Sequence[str]):

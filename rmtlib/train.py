@@ -329,6 +329,15 @@ class Callback:
     def on_epoch_end(self, state: TrainState) -> None:
         """After training epoch ``state.epoch``, before its evaluation."""
 
+    def record(self):
+        """What this callback measured, returned to the caller of
+        :func:`rmtlib.studies.run_seeds` in ``SeedStudy.records`` (``None``: nothing).
+
+        A study's trainings may run on other processes (a Dask cluster), where a callback is a
+        copy: state kept on the callback, or appended to a list of the caller, never comes
+        back.  What should come back is returned here, picklable (e.g. a DataFrame)."""
+        return None
+
 
 class RMTPruning(Callback):
     """Prune with a :class:`~rmtlib.prune.PrunePolicy` during :func:`fit`.

@@ -147,18 +147,24 @@ def test_pooled_effects_pairs_seeds_present_in_both_arms_and_lists_missing_runs(
 
 def test_tail_tracker_records_every_layer_before_training_and_after_each_epoch():
     x, y = _data(200)
-    sink = []
-    r = bx.tracked(Recipe("plain", lambda s: MLP([60, 80, 4], seed=s)), sink)
+    r = bx.tracked(Recipe("plain", lambda s: MLP([60, 80, 4], seed=s)))
     study = run_seeds([r], [0, 1], (x, y), (x, y), epochs=2, lr=0.05)
-    rows = pd.DataFrame(sink)
+    rows = bx.tail_rows(study)
     assert len(rows) == 2 * 3 * 2  # seeds x epochs 0..2 x layers
     assert set(rows.recipe) == {"plain"} and set(rows.epoch) == {0, 1, 2}
+    assert set(rows.seed) == {0, 1}
     assert set(rows.layer) == {"layers.0", "layers.1"}
     ok = rows[rows.layer == "layers.0"]
     assert ok.alpha.gt(1).all() and ok.n_tail.ge(2).all() and ok.kurtosis_df.gt(4).all()
     assert len(study.frame) == 2 * 3
-    with pytest.raises(TypeError, match="sink"):
-        bx.TailTracker(())
+    with pytest.raises(TypeError, match="recipe"):
+        bx.tracked("plain")
+    with pytest.raises(TypeError, match="study"):
+        bx.tail_rows(rows)
+    plain = run_seeds([Recipe("plain", lambda s: MLP([60, 80, 4], seed=s))], [0], (x, y), (x, y),
+                      epochs=1, lr=0.05)
+    with pytest.raises(ValueError, match="tracked"):
+        bx.tail_rows(plain)
 
 
 def test_gof_rules_permutation_null_respects_heavy_tailed_entries():

@@ -18,6 +18,7 @@ from rmtlib import parallel
 from rmtlib.models import MLP
 from rmtlib.parallel import ENV_RETRIES, ENV_SCHEDULER, ENV_TASK_LOG, TaskError, map_tasks
 from rmtlib.studies import Recipe, run_seeds
+from rmtlib.train import Callback
 
 
 def draw(task, *, scale, offset=0.0):
@@ -40,7 +41,9 @@ def slow_once(task, *, folder):
     killed (the test kills its worker)."""
     marker = folder / f"started-{task}"
     first = not marker.exists()
-    marker.write_text(str(os.getpid()))
+    tmp = folder / f".started-{task}-{os.getpid()}"
+    tmp.write_text(str(os.getpid()))
+    tmp.replace(marker)  # atomic: the test never reads a half-written pid
     if task == 0 and first:
         time.sleep(60)
     return draw((task, 40), scale=1.0)
@@ -202,6 +205,37 @@ def test_run_seeds_on_the_cluster_equals_the_sequential_study(on_cluster, monkey
     for key, model in sequential.models.items():
         other = parallel_study.models[key].state_dict()
         assert all(torch.equal(v, other[k]) for k, v in model.state_dict().items())
+
+
+class NormRecorder(Callback):
+    """Records the first layer's weight norm after every epoch, returned through record()."""
+
+    def __init__(self):
+        self.norms = []
+
+    def on_epoch_end(self, state):
+        self.norms.append(float(state.model.layers[0].weight.norm()))
+
+    def record(self):
+        return {"norms": list(self.norms)}
+
+
+def recorded_recipes():
+    return [Recipe("rec", lambda s: MLP([20, 16, 3], seed=s), lambda: [NormRecorder()])]
+
+
+def test_callback_records_come_back_from_the_workers(on_cluster, monkeypatch):
+    """A callback's measurements come back through SeedStudy.records wherever it trained (on a
+    worker the callback is a copy: state kept on it would be lost)."""
+    train, test = tiny_data(0), tiny_data(1, 60)
+    parallel_study = run_seeds(recorded_recipes(), [3, 4], train, test, epochs=2, batch_size=30,
+                               lr=0.1)
+    monkeypatch.delenv(ENV_SCHEDULER)
+    sequential = run_seeds(recorded_recipes(), [3, 4], train, test, epochs=2, batch_size=30,
+                           lr=0.1)
+    assert set(sequential.records) == {("rec", 3), ("rec", 4)}
+    assert all(len(recs[0]["norms"]) == 2 for recs in sequential.records.values())
+    assert parallel_study.records == sequential.records
 
 
 def test_a_killed_worker_is_replaced_and_the_results_are_identical(on_cluster, tmp_path):

@@ -31,6 +31,7 @@ selector's ranks land from those ranks (mean of :math:`|r_\text{sel} - r^*|/p` o
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -76,6 +77,7 @@ __all__ = [
     "selector_distance",
     "selector_shootout",
     "smallest_within",
+    "tail_rows",
     "tracked",
     "train_nets",
 ]
@@ -473,18 +475,17 @@ class TailTracker(Callback):
     ``rank`` largest for a split pair, whose other eigenvalues are zero)
     (:func:`rmtlib.heavytails.fit_power_law`: ``alpha``, ``xmin``, ``n_tail``), the Hill
     estimate from the same tail size (``hill``) and the Student-t degrees of freedom matching
-    the entries' kurtosis (``kurtosis_df``).  Rows (with ``seed`` and ``epoch``) are appended
-    to ``sink``, a list shared by the tracker instances of a study."""
+    the entries' kurtosis (``kurtosis_df``).  The rows (with ``epoch``) are kept on the tracker
+    and returned by :meth:`record`, so that :func:`rmtlib.studies.run_seeds` brings them back
+    from wherever the training ran (read them with :func:`tail_rows`)."""
 
-    def __init__(self, sink: list):
-        if not isinstance(sink, list):
-            raise ArgumentTypeError(f"sink must be a list to append rows to, got {describe(sink)}")
-        self.sink = sink
+    def __init__(self):
+        self.rows: list[dict] = []
 
     def _record(self, state: TrainState, epoch: int) -> None:
         for la in list_layers(state.model):
             if la.ok:
-                self.sink.append({"seed": state.seed, "epoch": epoch, **_tail_row(la)})
+                self.rows.append({"epoch": epoch, **_tail_row(la)})
 
     def on_train_begin(self, state: TrainState) -> None:
         self._record(state, 0)
@@ -492,26 +493,36 @@ class TailTracker(Callback):
     def on_epoch_end(self, state: TrainState) -> None:
         self._record(state, state.epoch)
 
+    def record(self) -> dict:
+        """``{"tails": rows}`` (see :func:`tail_rows`)."""
+        return {"tails": list(self.rows)}
 
-def tracked(recipe: Recipe, sink: list) -> Recipe:
-    """``recipe`` with a :class:`TailTracker` appended to its callbacks (rows tagged with the
-    recipe's name in the column ``recipe``)."""
+
+def _with_tracker(callbacks) -> list:
+    return [*callbacks(), TailTracker()]
+
+
+def tracked(recipe: Recipe) -> Recipe:
+    """``recipe`` with a :class:`TailTracker` appended to its callbacks; after
+    :func:`rmtlib.studies.run_seeds`, :func:`tail_rows` of the study holds its rows."""
     if not isinstance(recipe, Recipe):
         raise ArgumentTypeError(f"recipe must be a Recipe, got {describe(recipe)}")
-    if not isinstance(sink, list):
-        raise ArgumentTypeError(f"sink must be a list, got {describe(sink)}")
+    return Recipe(recipe.name, recipe.build, functools.partial(_with_tracker, recipe.callbacks),
+                  dict(recipe.fit_options), dict(recipe.tags))
 
-    class _Named(TailTracker):
-        def _record(self, state, epoch):
-            start = len(self.sink)
-            super()._record(state, epoch)
-            for row in self.sink[start:]:
-                row["recipe"] = recipe.name
 
-    def callbacks():
-        return [*recipe.callbacks(), _Named(sink)]
-
-    return Recipe(recipe.name, recipe.build, callbacks, dict(recipe.fit_options), dict(recipe.tags))
+def tail_rows(study) -> pd.DataFrame:
+    """The :class:`TailTracker` rows of every training of ``study`` (a
+    :class:`rmtlib.studies.SeedStudy` of :func:`tracked` recipes): columns ``recipe``, ``seed``,
+    ``epoch``, ``layer`` and the tail measures, in training order."""
+    records = getattr(study, "records", None)
+    if not isinstance(records, dict):
+        raise ArgumentTypeError(f"study must be a SeedStudy, got {describe(study)}")
+    rows = [{"recipe": name, "seed": seed, **row} for (name, seed), recs in records.items()
+            for rec in recs if isinstance(rec, dict) and "tails" in rec for row in rec["tails"]]
+    if not rows:
+        raise ValueError("the study holds no tail rows: train recipes made by tracked(...)")
+    return pd.DataFrame(rows)
 
 
 #: The acceptance rules of :func:`gof_rules`.

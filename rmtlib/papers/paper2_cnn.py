@@ -25,6 +25,7 @@ magnitude pruning, and measurements of the loss landscape.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -632,29 +633,39 @@ def record_bulk(run, bulk: pd.DataFrame) -> dict:
     return rec
 
 
+def _bulk_trackers(alpha: float, beta: float) -> list:
+    return [BulkShareTracker(alpha=alpha, beta=beta)]
+
+
 class BulkShares:
-    """Collects the :class:`rmtlib.landscape.BulkShareTracker` of every run of a study:
-    ``extra=shares.factory("pruned")`` in :func:`gradual_recipe`; :attr:`frame` has one row per
-    recipe, seed, epoch and layer."""
+    """The :class:`rmtlib.landscape.BulkShareTracker` of every run of a study:
+    ``extra=shares.factory("pruned")`` in :func:`gradual_recipe`; after
+    :func:`rmtlib.studies.run_seeds`, :meth:`frame` of the study has one row per recipe, seed,
+    epoch and layer.  The rows come back through ``SeedStudy.records`` (the trackers' own
+    :meth:`~rmtlib.landscape.BulkShareTracker.record`), so they are complete wherever the
+    trainings ran (in-process or on a Dask cluster)."""
 
     def __init__(self, *, alpha: float = 0.2, beta: float = 0.1):
         from ..bema import check_alpha, check_beta
 
         self.alpha, self.beta = check_alpha(alpha), check_beta(beta)
-        self.trackers: list[tuple[str, BulkShareTracker]] = []
 
     def factory(self, recipe: str) -> Callable[[], list]:
-        """Callbacks factory for the runs of ``recipe``."""
-        def make() -> list:
-            t = BulkShareTracker(alpha=self.alpha, beta=self.beta)
-            self.trackers.append((recipe, t))
-            return [t]
-        return make
+        """Callbacks factory for the runs of ``recipe`` (one new tracker per training)."""
+        return functools.partial(_bulk_trackers, self.alpha, self.beta)
 
-    @property
-    def frame(self) -> pd.DataFrame:
-        """``recipe``, ``seed``, ``epoch`` and the :func:`rmtlib.landscape.bulk_share` columns."""
-        parts = [t.frame.assign(recipe=r, seed=t.seed) for r, t in self.trackers]
+    def frame(self, study) -> pd.DataFrame:
+        """``recipe``, ``seed``, ``epoch`` and the :func:`rmtlib.landscape.bulk_share` columns
+        of the trainings of ``study`` (a :class:`rmtlib.studies.SeedStudy`) that had a tracker."""
+        records = getattr(study, "records", None)
+        if not isinstance(records, dict):
+            raise ArgumentTypeError(f"study must be a SeedStudy, got {describe(study)}")
+        parts = [rec["bulk_share"].assign(recipe=name, seed=seed)
+                 for (name, seed), recs in records.items() for rec in recs
+                 if isinstance(rec, dict) and "bulk_share" in rec]
+        if not parts:
+            raise ValueError("the study holds no MP-bulk shares: give its recipes "
+                             "extra=shares.factory(...)")
         out = pd.concat(parts, ignore_index=True)
         return out[["recipe", "seed"] + [c for c in out.columns if c not in ("recipe", "seed")]]
 
