@@ -141,7 +141,8 @@ def test_pooled_effects_pairs_seeds_present_in_both_arms_and_lists_missing_runs(
     bad = (bx.PooledExperiment("run_a", "A", "corrected", ("acc", "nope"), ("acc", "plain")),)
     with pytest.raises(ValueError, match="no metric"):
         bx.pooled_effects(metrics, bad)
-    assert {e.run for e in bx.POOLED_EXPERIMENTS} == {"paper1_pruning", "paper1_rank_sweep"}
+    assert {e.run for e in bx.POOLED_EXPERIMENTS} == {"paper1_pruning", "paper1_rank_sweep",
+                                                      "paper2_fc", "paper2_cnn"}
     assert {e.version for e in bx.POOLED_EXPERIMENTS} == {"paper_exact", "corrected"}
 
 

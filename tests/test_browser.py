@@ -168,6 +168,13 @@ def landing_expected(results) -> dict[str, str]:
                                               p3s["p3s_sgd_drop_flat"]["sd"])
     out["p3s_gd_worst_drop"] = f"{p3s['p3s_gd_worst_drop']:.2f}"
     out["p3d_mnist_pixels_axes"] = f"{p3d['mnist_pixels_axes']['constant']:.1f}"
+    fc, cnn, table = (metrics(r) for r in ("paper2_fc", "paper2_cnn", "paper2_table"))
+    for key, m in (("p2_fc_fashion_diff", fc), ("p2_fc_mnist_diff", fc), ("p2_cnn_diff", cnn),
+                   ("p2_table_mp_l1l2_test", table)):
+        out[key] = format_mean_sd(m[key]["mean"], m[key]["sd"])
+    sel, ww = metrics("beyond_selectors"), metrics("beyond_weightwatcher")
+    out["bx_best_selector"] = str(sel["bx_best_selector"])
+    out["bx_ww_speedup"] = f"{ww['bx_ww_speedup']:.0f}"
     return out
 
 

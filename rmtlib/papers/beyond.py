@@ -613,8 +613,8 @@ class PooledExperiment:
     unpruned: tuple
 
 
-#: The experiments pooled on the "what survives the seeds" page.  Add the paper-2 runs here
-#: (they record per-arm ``final_test_acc`` seed records).
+#: The experiments pooled on the "what survives the seeds" page (the runs of papers 1 and 2
+#: that record paired per-seed arms); each run must be in ``beyond_effects``' ``depends_on``.
 POOLED_EXPERIMENTS = (
     PooledExperiment("paper1_pruning", "Paper 1: pruning during training (MNIST MLP)",
                      "paper_exact", ("final_test_acc", "paper_exact_pruned"),
@@ -628,6 +628,15 @@ POOLED_EXPERIMENTS = (
     PooledExperiment("paper1_rank_sweep", "Paper 1: layer 1 cut to its predicted rank after "
                      "training", "corrected", ("acc_at_predicted_rank", "corrected"),
                      ("full_rank_acc", "corrected")),
+    *(PooledExperiment("paper2_fc", f"Paper 2: gradual pruning, fully connected ({name})",
+                       version, ("final_test_acc", ds, arm), ("final_test_acc", ds, "unpruned"))
+      for ds, name in (("fashion_mnist", "Fashion-MNIST"), ("mnist", "MNIST"))
+      for version, arm in (("paper_exact", "paper_exact_pruned"), ("corrected", "pruned"))
+      if not (ds == "mnist" and version == "paper_exact")),
+    *(PooledExperiment("paper2_cnn", "Paper 2: gradual pruning, CNN (Fashion-MNIST)", version,
+                       ("final_test_acc", f"fashion_mnist, {label}, pruned"),
+                       ("final_test_acc", f"fashion_mnist, {label}, unpruned"))
+      for version, label in (("paper_exact", "paper-exact"), ("corrected", "corrected"))),
 )
 
 
