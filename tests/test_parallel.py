@@ -100,7 +100,8 @@ def test_in_process_keeps_order_passes_shared_and_reports_progress(capsys, monke
     assert [e["done"] for e in events if e["event"] == "progress"] == [1, 2, 3]
     batch = [e for e in events if e["event"] == "batch"]
     assert len(batch) == 1 and batch[0]["tasks"] == 3 and batch[0]["where"] == "in-process"
-    assert 0 < batch[0]["task_seconds"] <= batch[0]["wall_seconds"] + 1e-3
+    # seconds are logged to the millisecond: three tiny draws may round to 0.0
+    assert 0 <= batch[0]["task_seconds"] <= batch[0]["wall_seconds"] + 1e-3
     map_tasks(draw, tasks, shared={"scale": 1.0}, progress=False)
     assert capsys.readouterr().err == ""  # progress=False: nothing printed, but still logged
     assert sum(json.loads(line)["event"] == "batch" for line in log.read_text().splitlines()) == 2
