@@ -193,6 +193,33 @@ def test_an_existing_scheduler_is_used_and_gives_the_same_metrics(repo, schedule
     assert rp.describe_executor(prov["executor"]) == f"scheduler {scheduler}, 1 worker"
 
 
+def test_a_local_cluster_leaves_glibc_malloc_as_a_plain_process_has_it(monkeypatch):
+    # Dask's nanny sets MALLOC_TRIM_THRESHOLD_ for its workers (which turns off glibc's dynamic
+    # mmap threshold and slows training) and writes its variables into this process's
+    # environment, from which the kernels would inherit them
+    for key in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(key, raising=False)
+    before = dict(os.environ)
+    from distributed import Client
+
+    with rp._cluster(1, None) as (executor, address, kernel_env):
+        assert executor["kind"] == "local_cluster"
+        with Client(address, set_as_default=False) as client:
+            assert list(client.run(os.getenv, "MALLOC_TRIM_THRESHOLD_").values()) == [None]
+            assert list(client.run(os.getenv, "OMP_NUM_THREADS").values()) == ["1"]
+        assert kernel_env["MALLOC_TRIM_THRESHOLD_"] is None and kernel_env["OMP_NUM_THREADS"] is None
+    assert dict(os.environ) == before
+
+
+def test_workers_of_an_existing_cluster_with_malloc_settings_are_warned_about(scheduler):
+    lines = []
+    with rp._cluster(None, scheduler, echo=lines.append) as (executor, address, kernel_env):
+        assert address == scheduler and kernel_env == {}
+    [line] = lines
+    assert line.startswith(f"warning: workers of {scheduler} run with MALLOC_TRIM_THRESHOLD_=")
+    assert "book/scale_out.md" in line
+
+
 def test_a_task_failing_past_its_retries_fails_the_run_naming_notebook_and_task(tmp_path, scheduler):
     repository(tmp_path, {"bad": (FAIL, {})})
     lay = layout(tmp_path, "x")
