@@ -1103,7 +1103,8 @@ def benchmark_scale_out(profile: str = "default", only: list[str] | None = None,
     """Measure the scale-out: execute the selected runs (``only`` and their dependencies, else
     all) twice with ``force`` -- sequentially, then on a local cluster of ``workers`` -- and
     compare.  Returns (and writes to ``results/benchmarks/scale_out_<profile>.json``) the two
-    wall times, their ratio, the summed task time of each build, whether every run's
+    wall times, their ratio, the summed task time of each build, each run's start (seconds
+    after the build's), wall time, task count and task time in each build, whether every run's
     ``metrics.json`` is identical and which runs differ (measured times -- see
     :func:`_timing_keys` -- are left out of the comparison and listed).  The results left in place are the
     parallel build's (equal to the sequential ones when ``identical``)."""
@@ -1123,7 +1124,12 @@ def benchmark_scale_out(profile: str = "default", only: list[str] | None = None,
             raise RuntimeError(f"{label} build failed: {'; '.join(bad)}")
         names = [o.name for o in outcomes]
         tasks = [(_provenance(layout.results / profile / n) or {}) for n in names]
-        builds[label] = {"wall_time_s": round(seconds, 1), "runs": names,
+        origin = datetime.fromtimestamp(int(start), timezone.utc)
+        timeline = {n: {"start_s": (datetime.fromisoformat(t["start_utc"]) - origin).total_seconds(),
+                        "wall_time_s": t.get("wall_time_s"), "tasks": t.get("tasks"),
+                        "task_time_s": t.get("task_time_s")}
+                    for n, t in zip(names, tasks) if t.get("start_utc")}
+        builds[label] = {"wall_time_s": round(seconds, 1), "runs": names, "timeline": timeline,
                          "task_time_s": round(sum(t.get("task_time_s") or 0 for t in tasks), 1),
                          "tasks": sum(t.get("tasks") or 0 for t in tasks),
                          "metrics": _all_metrics(layout, profile, names)}
@@ -1140,6 +1146,7 @@ def benchmark_scale_out(profile: str = "default", only: list[str] | None = None,
                    "ratio": round(par["wall_time_s"] / seq["wall_time_s"], 3),
                    "sequential_task_time_s": seq["task_time_s"], "parallel_task_time_s": par["task_time_s"],
                    "tasks": seq["tasks"], "runs": seq["runs"], "identical": not differ, "differ": differ,
+                   "timelines": {"sequential": seq["timeline"], "parallel": par["timeline"]},
                    "end_utc": _utc(time.time())})
     with contextlib.suppress(OSError):
         record["load_average_after"] = [round(x, 2) for x in os.getloadavg()]

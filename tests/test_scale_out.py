@@ -291,6 +291,10 @@ def test_the_benchmark_compares_a_sequential_and_a_parallel_build(tmp_path):
     assert record["ratio"] == pytest.approx(record["parallel_s"] / record["sequential_s"], rel=1e-2)
     saved = json.loads((lay.results / "benchmarks" / "scale_out_quick.json").read_text())
     assert saved["ratio"] == record["ratio"] and saved["workers"] == 1
+    for build in ("sequential", "parallel"):
+        [(name, run)] = record["timelines"][build].items()
+        assert name == "mc" and run["tasks"] == 3 and 0 <= run["start_s"] <= record[f"{build}_s"]
+        assert 0 < run["wall_time_s"] <= record[f"{build}_s"]
     assert provenance(lay, "mc")["executor"]["kind"] == "local_cluster"
 
 
