@@ -13,6 +13,7 @@ Runs are declared in ``notebooks/runs.yml``, one entry per run name::
       title: Marchenko-Pastur law
       depends_on: []                       # run names, or the word ``all`` (every other run)
       data: []                             # data sets it loads (rmtlib.data names; hashed)
+      exclusive: false                     # true: on a cluster, no other notebook runs beside it
       params:
         base:    {seed: 0, n: 400}          # shared by every profile
         quick:   {n: 200}                   # quick    = base + quick
@@ -94,7 +95,7 @@ __all__ = ["PROFILES", "INJECTED", "ConfigError", "Layout", "RunSpec", "Outcome"
 
 PROFILES = ("quick", "default", "paper")
 INJECTED = ("profile", "results_dir")
-ENTRY_KEYS = {"notebook", "title", "depends_on", "inputs", "data", "params"}
+ENTRY_KEYS = {"notebook", "title", "depends_on", "inputs", "data", "params", "exclusive"}
 #: Installed distributions whose versions are part of every run's input hash (they compute results).
 PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pandas", "matplotlib", "threadpoolctl",
             "mpmath", "powerlaw", "PyYAML", "papermill", "nbclient", "ipykernel", "jupyter-book")
@@ -144,6 +145,9 @@ class RunSpec:
     params: dict
     inputs: tuple[Path, ...] = ()  # data files (relative to Layout.notebooks) the notebook reads
     data: tuple[str, ...] = ()  # data sets (rmtlib.data names) the notebook loads
+    #: on a cluster, execute with no other notebook beside it (a notebook that measures times);
+    #: it changes when a run executes, not what it computes, so it is not part of the input hash
+    exclusive: bool = False
 
     def book_path(self, layout: Layout) -> Path:
         return layout.book / self.notebook
@@ -228,9 +232,12 @@ def load_config(layout: Layout, profile: str) -> dict[str, RunSpec]:
             data = tuple(dict.fromkeys(_canonical_dataset(d) for d in data))
         except ValueError as exc:
             raise ConfigError(f"{ctx}: 'data': {exc}") from None
+        exclusive = entry.get("exclusive", False)
+        if not isinstance(exclusive, bool):
+            raise ConfigError(f"{ctx}: 'exclusive' must be true or false, got {exclusive!r}")
         specs[name] = RunSpec(name, Path(nb), title.strip(), tuple(deps),
                               _resolve_params(ctx, entry.get("params"), profile),
-                              tuple(Path(i) for i in inputs), data)
+                              tuple(Path(i) for i in inputs), data, exclusive)
     for name in wants_all:
         others = tuple(n for n in specs if n not in wants_all)
         specs[name] = replace(specs[name], depends_on=others)
@@ -1000,6 +1007,7 @@ def reproduce(profile: str = "default", only: list[str] | None = None, *, layout
     pending = list(specs.values())  # dependency order
     expected = {n: float((_provenance(spec.results_dir(layout, profile)) or {}).get("wall_time_s") or 0)
                 for n, spec in specs.items()}
+    priority = _critical_path(specs, expected)
     running: dict[cf.Future, RunSpec] = {}
     offsets: dict[str, int] = {}
     try:
@@ -1013,9 +1021,10 @@ def reproduce(profile: str = "default", only: list[str] | None = None, *, layout
             with cf.ThreadPoolExecutor(max_workers=slots, thread_name_prefix="rmtlib-run") as pool:
                 try:
                     while pending or running:
-                        # longest first (by the previous wall time), so that the long runs
-                        # overlap the short ones instead of starting last
-                        for spec in sorted(pending, key=lambda sp: -expected[sp.name]):
+                        # the longest remaining chain first (see _critical_path), exclusive runs
+                        # last: they start only when nothing else runs, and nothing starts beside them
+                        alone = any(sp.exclusive for sp in running.values())
+                        for spec in sorted(pending, key=lambda sp: (sp.exclusive, -priority[sp.name])):
                             if any(d not in outcomes for d in spec.depends_on):
                                 continue
                             outcome, reasons = decide(spec)
@@ -1023,9 +1032,10 @@ def reproduce(profile: str = "default", only: list[str] | None = None, *, layout
                                 pending.remove(spec)
                                 finish(spec, outcome)
                                 continue
-                            if len(running) >= slots:
+                            if len(running) >= slots or alone or (spec.exclusive and running):
                                 continue
                             pending.remove(spec)
+                            alone = spec.exclusive
                             if ctx is None:
                                 ctx = _Context(layout, profile, kernel_name(), rmtlib_hash,
                                                _git_state(layout.root), executor, env, slots == 1, echo)
@@ -1055,6 +1065,22 @@ def reproduce(profile: str = "default", only: list[str] | None = None, *, layout
     finally:
         bar.close()
     return list(outcomes.values())
+
+
+def _critical_path(specs: dict[str, RunSpec], expected: dict[str, float]) -> dict[str, float]:
+    """Each run's priority on a cluster: the expected seconds of the longest chain of runs that
+    starts with it and follows its dependents (its previous wall time, 1 s when it has none), so
+    that a run which others wait for starts before an independent one of the same length, and
+    that without any previous times the run heading the most levels of dependents starts first."""
+    dependents: dict[str, list[str]] = {n: [] for n in specs}
+    for spec in specs.values():
+        for dep in spec.depends_on:
+            if dep in dependents:
+                dependents[dep].append(spec.name)
+    chain: dict[str, float] = {}
+    for name in reversed(list(specs)):  # specs are in dependency order: dependents come later
+        chain[name] = (expected.get(name) or 1.0) + max((chain[d] for d in dependents[name]), default=0.0)
+    return chain
 
 
 def _stream_progress(specs, layout: Layout, profile: str, offsets: dict, echo) -> None:

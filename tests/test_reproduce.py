@@ -88,6 +88,7 @@ def test_runs_come_in_dependency_order_and_all_means_every_other_run(repo):
     (lambda r: r["after"].update(depends_on=["nope"]), "depends on unknown run 'nope'"),
     (lambda r: r["demo"].update(depends_on=["after"]), "dependency cycle"),
     (lambda r: r.update({"bad name": r["demo"]}), "letters, digits"),
+    (lambda r: r["demo"].update(exclusive="yes"), "'exclusive' must be true or false, got 'yes'"),
 ])
 def test_invalid_configuration_is_rejected_with_a_clear_message(repo, mutate, message):
     runs = yaml.safe_load(repo.config.read_text())

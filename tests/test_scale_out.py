@@ -87,6 +87,13 @@ run.log("total", sum(map_tasks(wait, [1, 2], shared={"marker": MARKER}, progress
         doc="sum of the tasks (count)")
 """
 
+STAMP = """import json, time
+from pathlib import Path
+start = time.time()
+time.sleep(1.5)
+Path(results_dir, "stamp.json").write_text(json.dumps([start, time.time()]))
+"""
+
 
 def notebook(path: Path, body: str, params: str = PARAMS) -> None:
     cells = [{"cell_type": "code", "id": "params", "metadata": {"tags": ["parameters"]},
@@ -306,3 +313,30 @@ def test_measured_times_are_left_out_of_the_comparison(tmp_path):
         "seconds_per_epoch": "mean wall time of an epoch (seconds)", "fit_s": "time (s)",
         "n_seeds": "seeds (count)", "load": "time to load; seconds)", "acc": "accuracy (%)"}}))
     assert rp._timing_keys(lay, "quick", "x") == {"seconds_per_epoch", "fit_s", "load"}
+
+
+def test_an_exclusive_run_executes_with_nothing_beside_it(tmp_path):
+    runs = {n: (STAMP, {}) for n in ("a", "b", "c")}
+    runs["timed"] = (STAMP, {"exclusive": True})
+    runs["d"] = (STAMP, {"depends_on": ["timed"]})
+    repository(tmp_path, runs)
+    lay = rp.Layout(tmp_path, package=PACKAGE)
+    assert {o.status for o in rp.reproduce("quick", layout=lay, workers=2)} == {"executed"}
+    span = {n: json.loads((lay.results / "quick" / n / "stamp.json").read_text()) for n in runs}
+    for name in ("a", "b", "c", "d"):  # the timed run's interval meets no other
+        assert span[name][1] <= span["timed"][0] or span[name][0] >= span["timed"][1], name
+    # the others did run two at a time
+    assert any(span[x][0] < span[y][1] and span[y][0] < span[x][1]
+               for x in ("a", "b", "c", "d") for y in ("a", "b", "c", "d") if x < y)
+
+
+def test_the_run_others_wait_for_starts_first_without_previous_times(tmp_path):
+    # in dependency order "solo" comes first; "head" heads a chain of two runs, so it goes first
+    repository(tmp_path, {"solo": (STAMP, {}), "head": (STAMP, {}), "tail": (STAMP, {"depends_on": ["head"]})})
+    lay = rp.Layout(tmp_path, package=PACKAGE)
+    assert {o.status for o in rp.reproduce("quick", layout=lay, workers=1)} == {"executed"}
+    start = {n: json.loads((lay.results / "quick" / n / "stamp.json").read_text())[0]
+             for n in ("solo", "head", "tail")}
+    assert start["head"] < start["solo"]
+    assert rp._critical_path(rp.load_config(lay, "quick"), {"solo": 10.0}) == {
+        "solo": 10.0, "head": 2.0, "tail": 1.0}
