@@ -902,6 +902,24 @@ def _rmtlib_version() -> str:
     return __version__
 
 
+def _selection(specs: dict[str, RunSpec], only: list[str] | None) -> dict[str, RunSpec]:
+    """The runs ``only`` names and their dependencies (all runs when ``only`` is empty), in
+    dependency order."""
+    if not only:
+        return specs
+    unknown = [n for n in only if n not in specs]
+    if unknown:
+        raise ConfigError(f"unknown run(s) {unknown}; known: {', '.join(specs)}")
+    wanted: set[str] = set()
+    stack = list(only)
+    while stack:
+        name = stack.pop()
+        if name not in wanted:
+            wanted.add(name)
+            stack.extend(specs[name].depends_on)
+    return {n: s for n, s in specs.items() if n in wanted}
+
+
 def reproduce(profile: str = "default", only: list[str] | None = None, *, layout: Layout | None = None,
               force: bool = False, workers: int | None = None, scheduler: str | None = None,
               jobs: int | None = None, retries: int | None = None) -> list[Outcome]:
@@ -936,19 +954,7 @@ def reproduce(profile: str = "default", only: list[str] | None = None, *, layout
     if retries is not None:
         retries = check_int(retries, "retries", minimum=0)
     layout = layout or Layout(find_root())
-    specs = load_config(layout, profile)
-    if only:
-        unknown = [n for n in only if n not in specs]
-        if unknown:
-            raise ConfigError(f"unknown run(s) {unknown}; known: {', '.join(specs)}")
-        wanted: set[str] = set()
-        stack = list(only)
-        while stack:
-            name = stack.pop()
-            if name not in wanted:
-                wanted.add(name)
-                stack.extend(specs[name].depends_on)
-        specs = {n: s for n, s in specs.items() if n in wanted}
+    specs = _selection(load_config(layout, profile), only)
     for spec in specs.values():
         validate_parameters(layout.notebooks / spec.notebook,
                             {**spec.params, "profile": profile, "results_dir": "<injected>"})
@@ -1127,40 +1133,69 @@ def _all_metrics(layout: Layout, profile: str, names) -> dict[str, Any]:
 def benchmark_scale_out(profile: str = "default", only: list[str] | None = None, *,
                         layout: Layout | None = None, workers: int = 2) -> dict:
     """Measure the scale-out: execute the selected runs (``only`` and their dependencies, else
-    all) twice with ``force`` -- sequentially, then on a local cluster of ``workers`` -- and
+    all) twice from empty results -- sequentially, then on a local cluster of ``workers`` -- and
     compare.  Returns (and writes to ``results/benchmarks/scale_out_<profile>.json``) the two
     wall times, their ratio, the summed task time of each build, each run's start (seconds
     after the build's), wall time, task count and task time in each build, whether every run's
     ``metrics.json`` is identical and which runs differ (measured times -- see
-    :func:`_timing_keys` -- are left out of the comparison and listed).  The results left in place are the
-    parallel build's (equal to the sequential ones when ``identical``)."""
+    :func:`_timing_keys` -- are left out of the comparison and listed).
+
+    Both builds start as ``make book`` does on a fresh clone: without the selected runs' results,
+    so without their previous wall times (which order the runs on a cluster).  Nothing is
+    deleted: the selected runs' previous results are moved to
+    ``results/benchmarks/<profile>-<time>/before/`` and the sequential build's to
+    ``.../sequential/``; the parallel build's are left in place (equal to the sequential ones
+    when ``identical``).  If a build fails, the previous results are put back."""
     workers = check_int(workers, "workers", minimum=1)
     layout = layout or Layout(find_root())
     record: dict[str, Any] = {"profile": profile, "only": list(only or []), "workers": workers,
                               "cpu_count": os.cpu_count(), "start_utc": _utc(time.time())}
     with contextlib.suppress(OSError):
         record["load_average_before"] = [round(x, 2) for x in os.getloadavg()]
+    selection = list(_selection(load_config(layout, profile), only))  # what reproduce executes
+    current = layout.results / profile
+    kept = layout.results / "benchmarks" / f"{profile}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
+    if kept.exists():
+        raise RuntimeError(f"{kept} exists already; wait a second and run the benchmark again")
+
+    def move(names, source: Path, target: Path) -> None:
+        for n in names:
+            if (source / n).exists():
+                target.mkdir(parents=True, exist_ok=True)
+                (source / n).rename(target / n)
+
+    move(selection, current, kept / "before")
     builds = {}
-    for label, kwargs in (("sequential", {}), ("parallel", {"workers": workers})):
-        start = time.time()
-        outcomes = reproduce(profile, only, layout=layout, force=True, **kwargs)
-        seconds = time.time() - start
-        bad = [o.message for o in outcomes if o.status not in ("executed", "cached")]
-        if bad:
-            raise RuntimeError(f"{label} build failed: {'; '.join(bad)}")
-        names = [o.name for o in outcomes]
-        tasks = [(_provenance(layout.results / profile / n) or {}) for n in names]
-        origin = datetime.fromtimestamp(int(start), timezone.utc)
-        timeline = {n: {"start_s": (datetime.fromisoformat(t["start_utc"]) - origin).total_seconds(),
-                        "wall_time_s": t.get("wall_time_s"), "tasks": t.get("tasks"),
-                        "task_time_s": t.get("task_time_s")}
-                    for n, t in zip(names, tasks) if t.get("start_utc")}
-        builds[label] = {"wall_time_s": round(seconds, 1), "runs": names, "timeline": timeline,
-                         "task_time_s": round(sum(t.get("task_time_s") or 0 for t in tasks), 1),
-                         "tasks": sum(t.get("tasks") or 0 for t in tasks),
-                         "metrics": _all_metrics(layout, profile, names)}
+    try:
+        for label, kwargs in (("sequential", {}), ("parallel", {"workers": workers})):
+            start = time.time()
+            outcomes = reproduce(profile, only, layout=layout, **kwargs)  # from empty: all execute
+            seconds = time.time() - start
+            bad = [o.message or o.name for o in outcomes if o.status != "executed"]
+            if bad:
+                raise RuntimeError(f"{label} build failed: {'; '.join(bad)}")
+            names = [o.name for o in outcomes]
+            tasks = [(_provenance(current / n) or {}) for n in names]
+            origin = datetime.fromtimestamp(int(start), timezone.utc)
+            timeline = {n: {"start_s": (datetime.fromisoformat(t["start_utc"]) - origin).total_seconds(),
+                            "wall_time_s": t.get("wall_time_s"), "tasks": t.get("tasks"),
+                            "task_time_s": t.get("task_time_s")}
+                        for n, t in zip(names, tasks) if t.get("start_utc")}
+            builds[label] = {"wall_time_s": round(seconds, 1), "runs": names, "timeline": timeline,
+                             "task_time_s": round(sum(t.get("task_time_s") or 0 for t in tasks), 1),
+                             "tasks": sum(t.get("tasks") or 0 for t in tasks),
+                             "metrics": _all_metrics(layout, profile, names)}
+            if label == "sequential":
+                timings = {n: _timing_keys(layout, profile, n) for n in names}
+                move(names, current, kept / "sequential")
+    except BaseException:
+        for n in selection:
+            if (kept / "before" / n).exists():
+                if (current / n).exists():
+                    move([n], current, kept / "failed")
+                move([n], kept / "before", current)
+        raise
     seq, par = builds["sequential"], builds["parallel"]
-    timings = {n: _timing_keys(layout, profile, n) for n in seq["runs"]}
     differ = {}
     for n in seq["runs"]:
         a, b = seq["metrics"][n] or {}, par["metrics"].get(n) or {}
@@ -1173,7 +1208,7 @@ def benchmark_scale_out(profile: str = "default", only: list[str] | None = None,
                    "sequential_task_time_s": seq["task_time_s"], "parallel_task_time_s": par["task_time_s"],
                    "tasks": seq["tasks"], "runs": seq["runs"], "identical": not differ, "differ": differ,
                    "timelines": {"sequential": seq["timeline"], "parallel": par["timeline"]},
-                   "end_utc": _utc(time.time())})
+                   "kept": str(kept), "end_utc": _utc(time.time())})
     with contextlib.suppress(OSError):
         record["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     write_json(layout.results / "benchmarks" / f"scale_out_{profile}.json", record)
@@ -1199,8 +1234,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retries", type=int, default=None, metavar="R",
                         help=f"retries of a failed task on a cluster (default {DEFAULT_RETRIES})")
     parser.add_argument("--benchmark", action="store_true",
-                        help="measure the scale-out: execute the selection sequentially, then with "
-                             "--workers N (default 2), both forced, and compare metrics and wall times")
+                        help="measure the scale-out: execute the selection from empty results sequentially, "
+                             "then with --workers N (default 2), and compare metrics and wall times "
+                             "(previous results are moved to results/benchmarks/, not deleted)")
     parser.add_argument("--root", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     start = time.time()

@@ -303,6 +303,28 @@ def test_the_benchmark_compares_a_sequential_and_a_parallel_build(tmp_path):
         assert name == "mc" and run["tasks"] == 3 and 0 <= run["start_s"] <= record[f"{build}_s"]
         assert 0 < run["wall_time_s"] <= record[f"{build}_s"]
     assert provenance(lay, "mc")["executor"]["kind"] == "local_cluster"
+    # both builds started without results (so without previous times), and nothing was deleted
+    kept = Path(record["kept"])
+    assert provenance(lay, "mc")["executed_because"] == ["no previous results"]
+    assert json.loads((kept / "sequential" / "mc" / "provenance.json").read_text())[
+        "executed_because"] == ["no previous results"]
+    assert not (kept / "before").exists()  # there were none
+    first = provenance(lay, "mc")["run_id"]
+    again = rp.benchmark_scale_out("quick", layout=lay, workers=1)
+    assert json.loads((Path(again["kept"]) / "before" / "mc" / "provenance.json").read_text())[
+        "run_id"] == first
+    assert provenance(lay, "mc")["executed_because"] == ["no previous results"]
+
+
+def test_a_failing_benchmark_puts_the_previous_results_back(tmp_path):
+    repository(tmp_path, {"mc": (MC, {})})
+    lay = rp.Layout(tmp_path, package=PACKAGE)
+    assert {o.status for o in rp.reproduce("quick", layout=lay)} == {"executed"}
+    before = provenance(lay, "mc")["run_id"]
+    notebook(tmp_path / "notebooks" / "part" / "mc.ipynb", "raise ValueError('broken')")
+    with pytest.raises(RuntimeError, match="sequential build failed"):
+        rp.benchmark_scale_out("quick", layout=lay, workers=1)
+    assert provenance(lay, "mc")["run_id"] == before
 
 
 def test_measured_times_are_left_out_of_the_comparison(tmp_path):
