@@ -1109,17 +1109,38 @@ def _stream_progress(specs, layout: Layout, profile: str, offsets: dict, echo) -
                          f"({float(event['seconds']):.0f} s)")
 
 
-def _timing_keys(layout: Layout, profile: str, name: str) -> set[str]:
-    """Metrics of a run that are measured times (they differ between any two builds): a key
-    naming seconds or time, or a doc saying wall time / seconds per."""
-    path = layout.results / profile / name / "metrics.json"
-    docs = read_json(path).get("doc", {}) if path.is_file() else {}
-    def timed(key: str, doc: str) -> bool:
-        key, doc = key.lower(), doc.lower()
-        return (key.endswith("_s") or "second" in key or "wall_time" in key or "wall time" in doc
-                or "(seconds)" in doc or doc.endswith("seconds)") or "; seconds)" in doc)
+def _timed_name(key: str) -> bool:
+    """A metric or field name that names a measured time."""
+    key = key.lower()
+    return (key == "seconds" or key.endswith(("_s", "_ms", "_seconds")) or "second" in key
+            or "wall_time" in key)
 
-    return {k for k, d in docs.items() if timed(k, str(d))}
+
+def _timing_keys(layout: Layout, profile: str, name: str) -> set[str]:
+    """Metrics of a run that are measured times (they differ between any two builds): those
+    declared ``timing=True`` (:meth:`rmtlib.results.Run.log`), a key naming seconds,
+    milliseconds or wall time, or a doc saying wall time or giving the unit as (s) / (ms) /
+    seconds."""
+    path = layout.results / profile / name / "metrics.json"
+    metrics = read_json(path) if path.is_file() else {}
+    docs = metrics.get("doc", {})
+
+    def timed(key: str, doc: str) -> bool:
+        doc = doc.lower().rstrip()
+        return (_timed_name(key) or "wall time" in doc or "(seconds)" in doc
+                or doc.endswith(("seconds)", "(s)", "(ms)", "milliseconds)")) or "; seconds)" in doc)
+
+    return set(metrics.get("timing", [])) | {k for k, d in docs.items() if timed(k, str(d))}
+
+
+def _untimed(value: Any) -> Any:
+    """``value`` without the fields that name measured times, at any depth (e.g. the seconds
+    column of a table recorded as a mapping of columns or a list of rows)."""
+    if isinstance(value, dict):
+        return {k: _untimed(v) for k, v in value.items() if not _timed_name(str(k))}
+    if isinstance(value, list):
+        return [_untimed(v) for v in value]
+    return value
 
 
 def _all_metrics(layout: Layout, profile: str, names) -> dict[str, Any]:
@@ -1138,7 +1159,8 @@ def benchmark_scale_out(profile: str = "default", only: list[str] | None = None,
     wall times, their ratio, the summed task time of each build, each run's start (seconds
     after the build's), wall time, task count and task time in each build, whether every run's
     ``metrics.json`` is identical and which runs differ (measured times -- see
-    :func:`_timing_keys` -- are left out of the comparison and listed).
+    :func:`_timing_keys` -- are left out of the comparison and listed, and so are fields naming
+    times inside tables and mappings, see :func:`_untimed`).
 
     Both builds start as ``make book`` does on a fresh clone: without the selected runs' results,
     so without their previous wall times (which order the runs on a cluster).  Nothing is
@@ -1199,7 +1221,8 @@ def benchmark_scale_out(profile: str = "default", only: list[str] | None = None,
     differ = {}
     for n in seq["runs"]:
         a, b = seq["metrics"][n] or {}, par["metrics"].get(n) or {}
-        keys = sorted(k for k in set(a) | set(b) if k not in timings[n] and a.get(k) != b.get(k))
+        keys = sorted(k for k in set(a) | set(b)
+                      if k not in timings[n] and _untimed(a.get(k)) != _untimed(b.get(k)))
         if keys:
             differ[n] = keys
     record["timing_metrics_not_compared"] = {n: sorted(t) for n, t in timings.items() if t}

@@ -258,10 +258,16 @@ class Run:
         return f"Run({str(self.dir)!r}, name={self.name!r})"
 
     def log(self, key: str, value: Any, doc: str, *, text: str | None = None,
-            digits: int | None = None) -> Any:
+            digits: int | None = None, timing: bool = False) -> Any:
         """Declare a metric: record ``metrics["values"][key] = value`` with its description
         ``doc`` (what it is, units) in ``metrics.json`` and, in a notebook, glue it under ``key``
         for the prose.
+
+        ``timing=True`` declares a measured time or a ratio of times (listed under
+        ``metrics["timing"]``): such a metric differs between any two builds, so comparisons of
+        builds (:func:`rmtlib.reproduce.benchmark_scale_out`) leave it out.  Keys and docs that
+        name seconds or milliseconds are recognised without it; a dimensionless ratio of times is
+        not, and needs it.
 
         What is glued is ``text`` if given, else :func:`format_metric` of the value (numbers as
         numbers, per-seed records as "mean ± sd"); values with no one-line form (lists, nested
@@ -276,11 +282,16 @@ class Run:
             raise ValueError(f"metric {key!r}: text must be a string or None, got {type(text).__name__}")
         if digits is not None and (isinstance(digits, bool) or not isinstance(digits, int) or digits < 0):
             raise ValueError(f"metric {key!r}: digits must be a non-negative integer, got {digits!r}")
+        if not isinstance(timing, bool):
+            raise ValueError(f"metric {key!r}: timing must be true or false, got {timing!r}")
         path = self.dir / METRICS
         metrics = read_json(path) if path.exists() else {"values": {}, "doc": {}}
         value = to_json(value)
         metrics["values"][key] = value
         metrics["doc"][key] = doc.strip()
+        timed = set(metrics.get("timing", [])) - {key} | ({key} if timing else set())
+        if timed or "timing" in metrics:
+            metrics["timing"] = sorted(timed)
         write_json(path, metrics)
         shown = text if text is not None else format_metric(value, digits)
         if shown is not None:

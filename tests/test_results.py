@@ -52,6 +52,17 @@ def test_log_writes_values_and_docs_atomically(tmp_path):
     assert sorted(p.name for p in run.dir.iterdir()) == ["metrics.json"]  # no temporary file left
 
 
+def test_log_declares_timing_metrics_and_a_relogged_key_follows_its_last_declaration(tmp_path):
+    run = Run(tmp_path / "r", name="demo")
+    run.log("speedup", 3.0, doc="their time / ours (dimensionless)", timing=True)
+    run.log("acc", 97.5, doc="test accuracy (%)")
+    assert json.loads((run.dir / "metrics.json").read_text())["timing"] == ["speedup"]
+    run.log("speedup", 3.0, doc="a count after all (count)")
+    assert json.loads((run.dir / "metrics.json").read_text())["timing"] == []
+    with pytest.raises(ValueError, match="timing must be true or false, got 'yes'"):
+        run.log("x", 1, doc="x (count)", timing="yes")
+
+
 @pytest.mark.parametrize("key, doc", [("", "x"), (3, "x"), ("k", ""), ("k", "   "), ("k", None)])
 def test_log_requires_a_key_and_a_doc(tmp_path, key, doc):
     with pytest.raises(ValueError):

@@ -18,6 +18,7 @@ import yaml
 
 import rmtlib
 from rmtlib import reproduce as rp
+from rmtlib.results import Run
 
 PACKAGE = Path(rmtlib.__file__).resolve().parent
 CHECKOUT = PACKAGE.parent
@@ -335,6 +336,26 @@ def test_measured_times_are_left_out_of_the_comparison(tmp_path):
         "seconds_per_epoch": "mean wall time of an epoch (seconds)", "fit_s": "time (s)",
         "n_seeds": "seeds (count)", "load": "time to load; seconds)", "acc": "accuracy (%)"}}))
     assert rp._timing_keys(lay, "quick", "x") == {"seconds_per_epoch", "fit_s", "load"}
+    # declared with the metric (a dimensionless ratio of times has no unit to recognise), or
+    # given in milliseconds
+    run = Run(folder)
+    run.log("speedup", 3.0, doc="their time / ours (dimensionless)", timing=True)
+    run.log("cold_ms", 1.5, doc="first call (ms)")
+    run.log("spikes", 4, doc="spikes of a layer (count)")
+    assert rp._timing_keys(lay, "quick", "x") == {"seconds_per_epoch", "fit_s", "load", "speedup",
+                                                  "cold_ms"}
+
+
+def test_time_fields_inside_tables_are_left_out_but_other_fields_compared():
+    columns = {"n": [10, 20], "constant": [1.5, 1.6], "seconds": [0.3, 0.4]}
+    rows = {"m | fc1": {"spikes": 3, "ww_seconds": 0.2, "rmt_s": 0.01, "fit_ms": 2.0}}
+    assert rp._untimed(columns) == {"n": [10, 20], "constant": [1.5, 1.6]}
+    assert rp._untimed(rows) == {"m | fc1": {"spikes": 3}}
+    assert rp._untimed([{"a": 1, "wall_time_s": 9}]) == [{"a": 1}]
+    slower = {**columns, "seconds": [0.9, 0.1]}
+    assert rp._untimed(slower) == rp._untimed(columns)
+    changed = {**columns, "constant": [1.5, 1.7]}
+    assert rp._untimed(changed) != rp._untimed(columns)
 
 
 def test_an_exclusive_run_executes_with_nothing_beside_it(tmp_path):
