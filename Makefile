@@ -77,7 +77,7 @@ test-gpu: setup
 bench: setup
 	$(BIN)/python -m rmtlib.benchmarks
 
-# Issue 10's measurement: the selected runs (all by default) executed twice, forced: sequentially,
+# Issue 10's measurement: the selected runs (all by default) executed twice from empty results: sequentially,
 # then on BENCH_WORKERS local Dask workers; metrics compared, both wall times recorded in
 # results/benchmarks/scale_out_$(PROFILE).json. Leaves the parallel build's (identical) results.
 bench-scaleout: setup
