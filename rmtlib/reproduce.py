@@ -1167,7 +1167,8 @@ def benchmark_scale_out(profile: str = "default", only: list[str] | None = None,
     deleted: the selected runs' previous results are moved to
     ``results/benchmarks/<profile>-<time>/before/`` and the sequential build's to
     ``.../sequential/``; the parallel build's are left in place (equal to the sequential ones
-    when ``identical``).  If a build fails, the previous results are put back."""
+    when ``identical``).  If a build fails, the previous results are put back.  The record is
+    also kept as ``.../record.json`` (the top-level file is the latest one)."""
     workers = check_int(workers, "workers", minimum=1)
     layout = layout or Layout(find_root())
     record: dict[str, Any] = {"profile": profile, "only": list(only or []), "workers": workers,
@@ -1234,6 +1235,7 @@ def benchmark_scale_out(profile: str = "default", only: list[str] | None = None,
                    "kept": str(kept), "end_utc": _utc(time.time())})
     with contextlib.suppress(OSError):
         record["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    write_json(kept / "record.json", record)  # kept: a later benchmark replaces the latest one
     write_json(layout.results / "benchmarks" / f"scale_out_{profile}.json", record)
     return record
 

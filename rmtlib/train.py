@@ -228,14 +228,25 @@ def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 2048,
         model.train(was)
 
 
-def evaluate(model: nn.Module, data, *, batch_size: int = 2048, device=None) -> tuple[float, float]:
+def evaluate(model: nn.Module, data, *, batch_size: int = 2048, device=None,
+             seed: int | None = None) -> tuple[float, float]:
     """Mean cross-entropy (nats/sample) and accuracy (%) of ``model`` in eval mode on
     ``data = (x, y)``, computed on ``device`` (default: where the model is).  The model's
-    training/eval mode is restored afterwards."""
+    training/eval mode is restored afterwards.
+
+    ``seed`` (a non-negative int) seeds torch's random numbers for the evaluation only (forked:
+    the caller's random state is left as it was), for a model whose eval mode is random -- the
+    authors' CNN keeps its dropout on (``paper_exact``) -- so that the result does not depend
+    on what ran before in the process.  ``None``: the process's current random state."""
     check_module(model)
     x, y = _check_data(data, "data")
     dev = resolve_device(device, model)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
+    if seed is not None:
+        seed = check_int(seed, "seed", minimum=0)
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            torch.manual_seed(seed)
+            return evaluate(model, (x, y), batch_size=batch_size, device=device)
     if device is not None:
         model.to(dev)
     was = model.training

@@ -314,6 +314,10 @@ def test_the_benchmark_compares_a_sequential_and_a_parallel_build(tmp_path):
     again = rp.benchmark_scale_out("quick", layout=lay, workers=1)
     assert json.loads((Path(again["kept"]) / "before" / "mc" / "provenance.json").read_text())[
         "run_id"] == first
+    # the first record is kept beside its results when a second benchmark replaces the latest
+    assert json.loads((kept / "record.json").read_text())["end_utc"] == record["end_utc"]
+    assert json.loads((lay.results / "benchmarks" / "scale_out_quick.json").read_text())[
+        "end_utc"] == again["end_utc"]
     assert provenance(lay, "mc")["executed_because"] == ["no previous results"]
 
 

@@ -389,3 +389,25 @@ def test_predict_returns_outputs_where_the_inputs_are():
     out = predict(model, TEST[0], batch_size=7, device="cpu")
     assert out.device == TEST[0].device and out.shape == (len(TEST[0]), 4)
     torch.testing.assert_close(out, model.eval()(TEST[0]))
+
+
+def test_a_seeded_evaluation_of_a_random_model_is_reproducible_and_keeps_the_callers_state():
+    class AlwaysDropout(torch.nn.Module):  # eval mode stays random, as the authors' dropout
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(60, 4)
+
+        def forward(self, x):
+            return self.lin(torch.nn.functional.dropout(x, 0.5, training=True))
+
+    model = AlwaysDropout()
+    torch.manual_seed(1)
+    first = evaluate(model, TEST, seed=7)
+    torch.rand(5)  # other random work in between changes the process's state ...
+    state = torch.random.get_rng_state()
+    assert evaluate(model, TEST, seed=7) == first  # ... but not a seeded evaluation
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert evaluate(model, TEST, seed=8) != first
+    assert evaluate(model, TEST) != evaluate(model, TEST)  # unseeded: the process's state
+    with pytest.raises(ValueError, match="seed"):
+        evaluate(model, TEST, seed=-1)

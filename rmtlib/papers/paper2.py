@@ -275,9 +275,11 @@ def final_frame(study, train, *, batch_size: int = 2048) -> pd.DataFrame:
     """One row per ``(recipe, seed)`` of a :class:`rmtlib.studies.SeedStudy`: the last epoch's
     ``test_acc`` and ``n_params`` and ``train_acc`` re-evaluated on the whole training set
     ``train = (x, y)`` with the final model in eval mode (the history's ``train_acc`` is a
-    running mean over the last epoch's mini-batches), all accuracies in %, plus the tags."""
+    running mean over the last epoch's mini-batches; seeded from the run's seed, see
+    :func:`rmtlib.train.evaluate`), all accuracies in %, plus the tags."""
     rows = final_rows(study.frame).drop(columns=["train_acc"])
-    acc = {key: evaluate(m, train, batch_size=batch_size)[1] for key, m in study.models.items()}
+    acc = {(r, s): evaluate(m, train, batch_size=batch_size, seed=s)[1]
+           for (r, s), m in study.models.items()}
     rows["train_acc"] = [acc[r, s] for r, s in zip(rows.recipe, rows.seed)]
     return rows
 

@@ -289,12 +289,15 @@ def arms_text(finals: pd.DataFrame, *, by: str = "recipe") -> str:
 def train_accuracy(study: SeedStudy, train, *, batch_size: int = 2048) -> pd.DataFrame:
     """Accuracy (%) and loss of every trained model of ``study`` on the training set, in eval
     mode (the history's ``train_acc`` is a running mean in training mode, with dropout):
-    columns ``recipe``, ``seed``, ``train_acc_eval``, ``train_loss_eval``."""
+    columns ``recipe``, ``seed``, ``train_acc_eval``, ``train_loss_eval``.  Each evaluation is
+    seeded from its run's seed (:func:`rmtlib.train.evaluate`): the paper-exact nets keep their
+    dropout on in eval mode, so their result would otherwise depend on the process's random
+    state -- which differs between a sequential build and one on a cluster."""
     if not isinstance(study, SeedStudy):
         raise ArgumentTypeError(f"study must be a SeedStudy, got {describe(study)}")
     rows = []
     for (recipe, seed), model in study.models.items():
-        loss, acc = evaluate(model, train, batch_size=batch_size)
+        loss, acc = evaluate(model, train, batch_size=batch_size, seed=seed)
         rows.append({"recipe": recipe, "seed": seed, "train_acc_eval": acc,
                      "train_loss_eval": loss})
     return pd.DataFrame(rows)
@@ -377,7 +380,7 @@ def _sweep_one(task, *, train, test, fractions, policy, finetune, finetune_optio
     base = count_parameters(model)
     weights = sum(w.numel() for w in prunable_weights(model).values())
     rows = []
-    _, acc0 = evaluate(model, test)
+    _, acc0 = evaluate(model, test, seed=seed)
     rows.append({"net": net, "seed": seed, "method": "unpruned", "f": np.nan, "finetuned": False,
                  "n_params": base, "kept_share": 1.0, "test_acc": acc0})
     for i, f in enumerate(fractions):
@@ -394,13 +397,13 @@ def _sweep_one(task, *, train, test, fractions, policy, finetune, finetune_optio
                 "random_rank": (rnd, None, count_parameters(rnd))}
         for method, (m, masks, n) in arms.items():
             rows.append({"net": net, "seed": seed, "method": method, "f": f, "finetuned": False,
-                         "n_params": n, "kept_share": n / base, "test_acc": evaluate(m, test)[1]})
+                         "n_params": n, "kept_share": n / base, "test_acc": evaluate(m, test, seed=seed)[1]})
             if finetune:
                 _finetune(m, train, finetune_options, seed, masks)
                 n_after = count_nonzero_parameters(m) if masks is not None else count_parameters(m)
                 rows.append({"net": net, "seed": seed, "method": method, "f": f,
                              "finetuned": True, "n_params": n_after, "kept_share": n_after / base,
-                             "test_acc": evaluate(m, test)[1]})
+                             "test_acc": evaluate(m, test, seed=seed)[1]})
     return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
 
 
