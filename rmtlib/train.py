@@ -244,9 +244,6 @@ def evaluate(model: nn.Module, data, *, batch_size: int = 2048, device=None,
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     if seed is not None:
         seed = check_int(seed, "seed", minimum=0)
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            torch.manual_seed(seed)
-            return evaluate(model, (x, y), batch_size=batch_size, device=device)
     if device is not None:
         model.to(dev)
     was = model.training
@@ -254,7 +251,10 @@ def evaluate(model: nn.Module, data, *, batch_size: int = 2048, device=None,
     loss = torch.zeros((), dtype=torch.float64, device=dev)
     correct = torch.zeros((), dtype=torch.long, device=dev)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [],
+                                                    enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
             for i in range(0, len(x), batch_size):
                 xb, yb = x[i:i + batch_size].to(dev), y[i:i + batch_size].to(dev)
                 out = model(xb)
