@@ -266,7 +266,8 @@ def test_ctrl_c_stops_the_cluster_and_keeps_the_previous_results(tmp_path):
     lay.config.write_text(yaml.safe_dump(config))
     env = {**os.environ, "PYTHONPATH": str(CHECKOUT)}
     env.pop(rp.ENV_SCHEDULER, None)
-    runner = subprocess.Popen([sys.executable, "-m", "rmtlib.reproduce", "--profile", "quick",
+    runner = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "rmtlib.reproduce",
+                               "--profile", "quick",
                                "--workers", "1", "--root", str(tmp_path)], cwd=CHECKOUT, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -277,7 +278,12 @@ def test_ctrl_c_stops_the_cluster_and_keeps_the_previous_results(tmp_path):
         children = psutil.Process(runner.pid).children(recursive=True)
         assert children  # the cluster's processes and the kernel
         runner.send_signal(signal.SIGINT)
-        out, err = runner.communicate(timeout=120)
+        try:
+            out, err = runner.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            runner.send_signal(signal.SIGABRT)  # -X faulthandler: every thread's stack on stderr
+            out, err = runner.communicate(timeout=30)
+            pytest.fail(f"the runner did not stop within 120 s of Ctrl-C; its threads:\n{err}")
     finally:
         if runner.poll() is None:
             runner.kill()
