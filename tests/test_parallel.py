@@ -169,10 +169,15 @@ def cluster():
     from distributed import LocalCluster
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import tests
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as c:
-        yield c
-    parallel.close_client()
+    before = dict(os.environ)  # Dask's nanny writes the workers' variables into this process's
+    try:
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                          dashboard_address=None) as c:
+            yield c
+        parallel.close_client()
+    finally:  # environment (OMP_NUM_THREADS=1, ...): later tests' subprocesses must not inherit it
+        os.environ.clear()
+        os.environ.update(before)
 
 
 @pytest.fixture
