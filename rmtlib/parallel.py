@@ -32,7 +32,7 @@ Progress: with ``progress=True``, ``label: k/n done (s)`` lines on stderr as tas
 Whatever ``progress`` says, when ``$RMTLIB_TASK_LOG`` names a file (the runner sets it to
 ``results/<profile>/<run>/tasks.jsonl``), one JSON line is appended per finished task
 (``event: progress``, ``done``/``total``) and one per batch (``event: batch``: label, task
-count, summed task seconds, where they ran): the runner streams the former to its console and
+count, summed task wall and CPU seconds, where they ran): the runner streams the former to its console and
 adds the latter up in the run's ``provenance.json``.
 """
 
@@ -153,21 +153,23 @@ def _aligned(value: Any) -> Any:
 
 
 def _run_task(func: Callable, task: Any, threads: int | None, shared: Mapping[str, Any]):
-    """One task, wherever it runs: ``(func(task, **shared), seconds)`` with ``threads`` torch
-    threads (None: as the process has them) and the shared arrays aligned (see
-    :func:`_aligned`); nested batches run in-process."""
+    """One task, wherever it runs: ``(func(task, **shared), seconds, cpu_seconds)`` -- its wall
+    time and the CPU time of the executing process meanwhile (all its threads: a task using two
+    BLAS threads has about twice its wall time) -- with ``threads`` torch threads (None: as the
+    process has them) and the shared arrays aligned (see :func:`_aligned`); nested batches run
+    in-process."""
     global _IN_TASK
     from ._threads import torch_threads
 
     shared = {k: _aligned(v) for k, v in shared.items()}
     outer, _IN_TASK = _IN_TASK, True
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     try:
         with torch_threads(threads) if threads is not None else nullcontext():
             result = func(task, **shared)
     finally:
         _IN_TASK = outer
-    return result, time.perf_counter() - start
+    return result, time.perf_counter() - start, time.process_time() - cpu
 
 
 def _log_event(**event) -> None:
@@ -185,19 +187,20 @@ def _report(label: str, done: int, total: int, start: float, progress: bool) -> 
     _log_event(event="progress", label=label, done=done, total=total, seconds=round(seconds, 3))
 
 
-def _record(label: str, count: int, task_seconds: float, wall: float, where: str) -> None:
+def _record(label: str, count: int, task_seconds: float, task_cpu: float, wall: float,
+            where: str) -> None:
     _log_event(event="batch", label=label, tasks=count, task_seconds=round(task_seconds, 3),
-               wall_seconds=round(wall, 3), where=where)
+               task_cpu_seconds=round(task_cpu, 3), wall_seconds=round(wall, 3), where=where)
 
 
 def _in_process(func, tasks, shared, label, progress, threads, start):
-    out, seconds = [], 0.0
+    out, seconds, cpu = [], 0.0, 0.0
     for i, task in enumerate(tasks, 1):
-        result, s = _run_task(func, task, threads, shared)
+        result, s, c = _run_task(func, task, threads, shared)
         out.append(result)
-        seconds += s
+        seconds, cpu = seconds + s, cpu + c
         _report(label, i, len(tasks), start, progress)
-    return out, seconds
+    return out, seconds, cpu
 
 
 def _lost(exc: BaseException) -> bool:
@@ -233,14 +236,14 @@ def _on_cluster(address, func, tasks, shared, label, progress, threads, start):
     submitted = [submit(i, remote) for i in range(len(tasks))]
     index = {f.key: i for i, f in enumerate(submitted)}
     out: list = [None] * len(tasks)
-    seconds, done, resubmitted = 0.0, 0, 0
+    seconds, cpu, done, resubmitted = 0.0, 0.0, 0, 0
     try:
         with client.as_current():  # as_completed finds its client there
             completed = as_completed(submitted)
         for fut in completed:
             i = index[fut.key]
             try:
-                result, s = fut.result()
+                result, s, c = fut.result()
             except Exception as exc:
                 # lost with a dying worker (not raised by the task): send the shared data
                 # again and resubmit, at most `retries` times per task on average
@@ -257,14 +260,14 @@ def _on_cluster(address, func, tasks, shared, label, progress, threads, start):
                     f"cluster at {address} after {retries} retr{'y' if retries == 1 else 'ies'}: "
                     f"{type(exc).__name__}: {exc}") from exc
             out[i] = result
-            seconds += s
+            seconds, cpu = seconds + s, cpu + c
             done += 1
             _report(label, done, len(tasks), start, progress)
     finally:
         client.cancel([f for f in submitted if not f.done()])
         for f in futures:
             f.release()
-    return out, seconds
+    return out, seconds, cpu
 
 
 def map_tasks(func: Callable[..., Any], tasks: Iterable, *, shared: Mapping[str, Any] | None = None,
@@ -312,10 +315,10 @@ def map_tasks(func: Callable[..., Any], tasks: Iterable, *, shared: Mapping[str,
     start = time.perf_counter()
     address = None if _IN_TASK else scheduler_address()
     if address is None or not tasks:
-        out, seconds = _in_process(func, tasks, shared, label, progress, threads, start)
+        out, seconds, cpu = _in_process(func, tasks, shared, label, progress, threads, start)
         where = "in-process"
     else:
-        out, seconds = _on_cluster(address, func, tasks, shared, label, progress, threads, start)
+        out, seconds, cpu = _on_cluster(address, func, tasks, shared, label, progress, threads, start)
         where = address
-    _record(label, len(tasks), seconds, time.perf_counter() - start, where)
+    _record(label, len(tasks), seconds, cpu, time.perf_counter() - start, where)
     return out

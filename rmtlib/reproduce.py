@@ -696,9 +696,10 @@ class _Log:
             self.handle.flush()
 
 
-def _task_totals(path: Path) -> tuple[int, float]:
-    """Task count and summed task seconds of the ``batch`` lines of a run's task log."""
-    count, seconds = 0, 0.0
+def _task_totals(path: Path) -> tuple[int, float, float]:
+    """Task count, summed task (wall) seconds and summed task CPU seconds of the ``batch`` lines
+    of a run's task log."""
+    count, seconds, cpu = 0, 0.0, 0.0
     if path.is_file():
         for line in path.read_text(encoding="utf-8").splitlines():
             with contextlib.suppress(ValueError, TypeError, AttributeError):
@@ -706,7 +707,8 @@ def _task_totals(path: Path) -> tuple[int, float]:
                 if event.get("event") == "batch":
                     count += int(event["tasks"])
                     seconds += float(event["task_seconds"])
-    return count, round(seconds, 3)
+                    cpu += float(event.get("task_cpu_seconds") or 0)
+    return count, round(seconds, 3), round(cpu, 3)
 
 
 def _execute(spec: RunSpec, ctx: _Context, digest: str, components: dict, reasons: list[str],
@@ -779,7 +781,7 @@ def _execute(spec: RunSpec, ctx: _Context, digest: str, components: dict, reason
     end = time.time()
     shutil.rmtree(previous, ignore_errors=True)
     shutil.rmtree(failed_dir, ignore_errors=True)
-    tasks, task_seconds = _task_totals(folder / TASK_LOG)
+    tasks, task_seconds, task_cpu = _task_totals(folder / TASK_LOG)
     git = ctx.git
     write_json(folder / PROVENANCE, {
         "name": spec.name, "title": spec.title, "profile": profile, "notebook": spec.notebook.as_posix(),
@@ -790,6 +792,7 @@ def _execute(spec: RunSpec, ctx: _Context, digest: str, components: dict, reason
         "papermill": _version("papermill"), "cpu_count": os.cpu_count(), "hostname": socket.gethostname(),
         "run_id": uuid.uuid4().hex, "dependency_run_ids": dependency_runs,
         "executor": ctx.executor, "tasks": tasks, "task_time_s": task_seconds,
+        "task_cpu_s": task_cpu,
         "executed_because": reasons, "input_components": components,
     })
     return Outcome(spec.name, "executed", "", end - start, digest, {"because": reasons})
@@ -1151,13 +1154,77 @@ def _all_metrics(layout: Layout, profile: str, names) -> dict[str, Any]:
     return out
 
 
+def cpu_times() -> dict[str, float] | None:
+    """The machine's core-seconds since boot from ``/proc/stat`` (its ``cpu`` line, summed over
+    all cores): ``busy`` (user, nice, system, irq, softirq), ``idle`` (idle, iowait) and
+    ``steal`` (taken by the hypervisor), and the number of ``cores`` it counts; None where there is no ``/proc/stat``.  The difference of
+    two readings is the machine's use in between, whoever used it."""
+    try:
+        lines = Path("/proc/stat").read_text(encoding="ascii").splitlines()
+        tick = float(os.sysconf("SC_CLK_TCK"))
+        line = lines[0].split()
+    except (OSError, ValueError, IndexError):
+        return None
+    if line[0] != "cpu" or len(line) < 9:
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = (float(x) / tick for x in line[1:9])
+    return {"busy": user + nice + system + irq + softirq, "idle": idle + iowait, "steal": steal,
+            "cores": sum(x.startswith("cpu") and x[3:4].isdigit() for x in lines)}
+
+
+def _cpu_use(before: dict | None, after: dict | None) -> dict | None:
+    """Core-seconds between two :func:`cpu_times` readings, and the busy fraction of all cores."""
+    if before is None or after is None:
+        return None
+    used = {f"{k}_core_s": round(after[k] - before[k], 1) for k in ("busy", "idle", "steal")}
+    used["cores"] = after["cores"]
+    total = used["busy_core_s"] + used["idle_core_s"] + used["steal_core_s"]
+    used["busy_fraction"] = round(used["busy_core_s"] / total, 3) if total > 0 else None
+    return used
+
+
+class _CpuSampler:
+    """Reads :func:`cpu_times` every ``every`` seconds in a thread while the block runs; after it,
+    ``samples`` is ``[[seconds since the start, busy cores], ...]`` (the mean number of busy
+    cores over each interval) and ``use`` the :func:`_cpu_use` of the whole block."""
+
+    def __init__(self, every: float = 5.0):
+        self.every, self.samples, self.use = every, [], None
+        self._stop = threading.Event()
+
+    def __enter__(self):
+        self._start, self._first = time.time(), cpu_times()
+        self._thread = threading.Thread(target=self._sample, name="cpu-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        last = self._first
+        while last is not None and not self._stop.wait(self.every):
+            now = cpu_times()
+            use = _cpu_use(last, now)
+            if use and use["busy_fraction"] is not None:
+                self.samples.append([round(time.time() - self._start, 1),
+                                     round(use["busy_fraction"] * use["cores"], 2)])
+            last = now
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.use = _cpu_use(self._first, cpu_times())
+        return False
+
+
 def benchmark_scale_out(profile: str = "default", only: list[str] | None = None, *,
                         layout: Layout | None = None, workers: int = 2) -> dict:
     """Measure the scale-out: execute the selected runs (``only`` and their dependencies, else
     all) twice from empty results -- sequentially, then on a local cluster of ``workers`` -- and
     compare.  Returns (and writes to ``results/benchmarks/scale_out_<profile>.json``) the two
-    wall times, their ratio, the summed task time of each build, each run's start (seconds
-    after the build's), wall time, task count and task time in each build, whether every run's
+    wall times, their ratio, the summed task time (wall and CPU) of each build, the machine's
+    busy, idle and stolen core-seconds during each build (:func:`cpu_times`: on a machine doing
+    nothing else, the build's use of its cores; ``busy_cores``: the mean number of busy cores
+    every 5 s), each run's start (seconds after the build's),
+    wall time, task count and task time in each build, whether every run's
     ``metrics.json`` is identical and which runs differ (measured times -- see
     :func:`_timing_keys` -- are left out of the comparison and listed, and so are fields naming
     times inside tables and mappings, see :func:`_untimed`).
@@ -1192,7 +1259,8 @@ def benchmark_scale_out(profile: str = "default", only: list[str] | None = None,
     try:
         for label, kwargs in (("sequential", {}), ("parallel", {"workers": workers})):
             start = time.time()
-            outcomes = reproduce(profile, only, layout=layout, **kwargs)  # from empty: all execute
+            with _CpuSampler() as sampler:
+                outcomes = reproduce(profile, only, layout=layout, **kwargs)  # from empty: all execute
             seconds = time.time() - start
             bad = [o.message or o.name for o in outcomes if o.status != "executed"]
             if bad:
@@ -1202,10 +1270,12 @@ def benchmark_scale_out(profile: str = "default", only: list[str] | None = None,
             origin = datetime.fromtimestamp(int(start), timezone.utc)
             timeline = {n: {"start_s": (datetime.fromisoformat(t["start_utc"]) - origin).total_seconds(),
                             "wall_time_s": t.get("wall_time_s"), "tasks": t.get("tasks"),
-                            "task_time_s": t.get("task_time_s")}
+                            "task_time_s": t.get("task_time_s"), "task_cpu_s": t.get("task_cpu_s")}
                         for n, t in zip(names, tasks) if t.get("start_utc")}
-            builds[label] = {"wall_time_s": round(seconds, 1), "runs": names, "timeline": timeline,
+            builds[label] = {"wall_time_s": round(seconds, 3), "runs": names, "timeline": timeline,
                              "task_time_s": round(sum(t.get("task_time_s") or 0 for t in tasks), 1),
+                             "task_cpu_s": round(sum(t.get("task_cpu_s") or 0 for t in tasks), 1),
+                             "cpu": sampler.use, "busy_cores": sampler.samples,
                              "tasks": sum(t.get("tasks") or 0 for t in tasks),
                              "metrics": _all_metrics(layout, profile, names)}
             if label == "sequential":
@@ -1230,14 +1300,21 @@ def benchmark_scale_out(profile: str = "default", only: list[str] | None = None,
     record.update({"sequential_s": seq["wall_time_s"], "parallel_s": par["wall_time_s"],
                    "ratio": round(par["wall_time_s"] / seq["wall_time_s"], 3),
                    "sequential_task_time_s": seq["task_time_s"], "parallel_task_time_s": par["task_time_s"],
+                   "sequential_task_cpu_s": seq["task_cpu_s"], "parallel_task_cpu_s": par["task_cpu_s"],
+                   "sequential_cpu": seq["cpu"], "parallel_cpu": par["cpu"],
                    "tasks": seq["tasks"], "runs": seq["runs"], "identical": not differ, "differ": differ,
                    "timelines": {"sequential": seq["timeline"], "parallel": par["timeline"]},
+                   "busy_cores": {"sequential": seq["busy_cores"], "parallel": par["busy_cores"]},
                    "kept": str(kept), "end_utc": _utc(time.time())})
     with contextlib.suppress(OSError):
         record["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     write_json(kept / "record.json", record)  # kept: a later benchmark replaces the latest one
     write_json(layout.results / "benchmarks" / f"scale_out_{profile}.json", record)
     return record
+
+
+def _busy(cpu: dict | None) -> str:
+    return "(no /proc/stat)" if not cpu or cpu.get("busy_fraction") is None else f"{cpu['busy_fraction']:.0%}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1275,7 +1352,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scale-out benchmark ({args.profile}, {len(record['runs'])} runs, {record['tasks']} tasks, "
               f"{record['cpu_count']} CPUs, load {record.get('load_average_before')}): sequential "
               f"{record['sequential_s']} s, {record['workers']} workers {record['parallel_s']} s, ratio "
-              f"{record['ratio']}; metrics {'identical' if record['identical'] else 'DIFFER: '}"
+              f"{record['ratio']}; cores busy {_busy(record.get('sequential_cpu'))} and "
+              f"{_busy(record.get('parallel_cpu'))}; metrics {'identical' if record['identical'] else 'DIFFER: '}"
               f"{'; '.join(f'{n}: {k}' for n, k in record['differ'].items())} (timings not compared: "
               f"{sum(map(len, record['timing_metrics_not_compared'].values()))})")
         return 0 if record["identical"] else 1

@@ -28,6 +28,17 @@ def draw(task, *, scale, offset=0.0):
     return float(np.linalg.eigvalsh(x.T @ x / n)[-1]) + offset
 
 
+def spin_or_sleep(task):
+    """Busy for ``seconds`` (``spin``) or asleep for them: CPU time about the wall time, or none."""
+    kind, seconds = task
+    end = time.perf_counter() + seconds
+    if kind == "sleep":
+        time.sleep(seconds)
+    while time.perf_counter() < end:
+        pass
+    return kind
+
+
 def threads_of(task):
     return task, torch.get_num_threads()
 
@@ -105,6 +116,28 @@ def test_in_process_keeps_order_passes_shared_and_reports_progress(capsys, monke
     map_tasks(draw, tasks, shared={"scale": 1.0}, progress=False)
     assert capsys.readouterr().err == ""  # progress=False: nothing printed, but still logged
     assert sum(json.loads(line)["event"] == "batch" for line in log.read_text().splitlines()) == 2
+
+
+def batch_of(log, label):
+    [batch] = [e for e in map(json.loads, log.read_text().splitlines())
+               if e["event"] == "batch" and e["label"] == label]
+    return batch
+
+
+def check_cpu_accounting(log):
+    spin, sleep = batch_of(log, "spin"), batch_of(log, "sleep")
+    # a busy task's CPU time is about its wall time; a sleeping one uses almost none
+    assert spin["task_seconds"] >= 0.6 and 0.5 * spin["task_seconds"] <= spin["task_cpu_seconds"] <= \
+        1.2 * spin["task_seconds"] + 0.05
+    assert sleep["task_seconds"] >= 0.6 and sleep["task_cpu_seconds"] < 0.2 * sleep["task_seconds"]
+
+
+def test_task_cpu_time_is_logged_beside_the_wall_time(monkeypatch, tmp_path):
+    log = tmp_path / "tasks.jsonl"
+    monkeypatch.setenv(ENV_TASK_LOG, str(log))
+    assert map_tasks(spin_or_sleep, [("spin", 0.35)] * 2, label="spin", progress=False) == ["spin"] * 2
+    assert map_tasks(spin_or_sleep, [("sleep", 0.35)] * 2, label="sleep", progress=False) == ["sleep"] * 2
+    check_cpu_accounting(log)
 
 
 def test_threads_are_set_per_task_and_restored():
@@ -195,6 +228,10 @@ def test_cluster_results_equal_in_process_results_and_shared_data_goes_once(on_c
     assert map_tasks(draw, tasks, shared={"scale": 1.5}, label="draws", progress=False) == local
     batch = [json.loads(line) for line in log.read_text().splitlines()][-1]
     assert batch["where"] == on_cluster.scheduler_address and batch["tasks"] == 6
+    # the CPU time of a task is measured on its worker
+    map_tasks(spin_or_sleep, [("spin", 0.35)] * 2, label="spin", progress=False)
+    map_tasks(spin_or_sleep, [("sleep", 0.35)] * 2, label="sleep", progress=False)
+    check_cpu_accounting(log)
     Counted.pickled = 0
     data = Counted(list(range(100, 112)))
     assert map_tasks(uses_counted, range(12), shared={"data": data}, progress=False) == data.values

@@ -310,6 +310,13 @@ def test_the_benchmark_compares_a_sequential_and_a_parallel_build(tmp_path):
         assert name == "mc" and run["tasks"] == 3 and 0 <= run["start_s"] <= record[f"{build}_s"]
         assert 0 < run["wall_time_s"] <= record[f"{build}_s"]
     assert provenance(lay, "mc")["executor"]["kind"] == "local_cluster"
+    assert provenance(lay, "mc")["task_cpu_s"] >= 0
+    for build in ("sequential", "parallel"):
+        cpu = record[f"{build}_cpu"]
+        cores = cpu["busy_core_s"] + cpu["idle_core_s"] + cpu["steal_core_s"]
+        assert cores == pytest.approx(cpu["cores"] * record[f"{build}_s"], rel=0.1, abs=0.2)
+        assert 0 < cpu["busy_fraction"] <= 1 and record[f"{build}_task_cpu_s"] >= 0
+        assert isinstance(record["busy_cores"][build], list)
     # both builds started without results (so without previous times), and nothing was deleted
     kept = Path(record["kept"])
     assert provenance(lay, "mc")["executed_because"] == ["no previous results"]
@@ -325,6 +332,29 @@ def test_the_benchmark_compares_a_sequential_and_a_parallel_build(tmp_path):
     assert json.loads((lay.results / "benchmarks" / "scale_out_quick.json").read_text())[
         "end_utc"] == again["end_utc"]
     assert provenance(lay, "mc")["executed_because"] == ["no previous results"]
+
+
+def test_cpu_times_count_this_process_s_work_and_all_cores():
+    before, start = rp.cpu_times(), time.perf_counter()
+    end = start + 0.6
+    while time.perf_counter() < end:
+        pass
+    use = rp._cpu_use(before, rp.cpu_times())
+    elapsed = time.perf_counter() - start
+    assert use["busy_core_s"] >= 0.45  # this process's 0.6 s of spinning (in ticks of 10 ms)
+    cores = use["busy_core_s"] + use["idle_core_s"] + use["steal_core_s"]
+    assert use["cores"] >= 1 and cores == pytest.approx(use["cores"] * elapsed, rel=0.1, abs=0.1)
+    with rp._CpuSampler(every=0.1) as sampler:
+        end = time.perf_counter() + 0.65
+        while time.perf_counter() < end:
+            pass
+    assert len(sampler.samples) >= 4 and sampler.use["busy_core_s"] >= 0.45
+    assert all(0 <= busy <= sampler.use["cores"] for _, busy in sampler.samples)
+    assert [t for t, _ in sampler.samples] == sorted(t for t, _ in sampler.samples)
+    # spinning keeps at least one core busy, in ticks of 10 ms
+    assert sum(busy for _, busy in sampler.samples) / len(sampler.samples) >= 0.7
+    assert use["busy_fraction"] == pytest.approx(use["busy_core_s"] / cores, abs=1e-3)
+    assert rp._cpu_use(None, before) is None
 
 
 def test_a_failing_benchmark_puts_the_previous_results_back(tmp_path):
