@@ -88,11 +88,12 @@ run.log("total", sum(map_tasks(wait, [1, 2], shared={"marker": MARKER}, progress
         doc="sum of the tasks (count)")
 """
 
-STAMP = """import json, time
+STAMP = """import json, os, time
 from pathlib import Path
 start = time.time()
 time.sleep(1.5)
-Path(results_dir, "stamp.json").write_text(json.dumps([start, time.time()]))
+Path(results_dir, "stamp.json").write_text(json.dumps([start, time.time(),
+                                                        os.environ.get("OMP_WAIT_POLICY")]))
 """
 
 
@@ -398,7 +399,8 @@ def test_time_fields_inside_tables_are_left_out_but_other_fields_compared():
     assert rp._untimed(changed) != rp._untimed(columns)
 
 
-def test_an_exclusive_run_executes_with_nothing_beside_it(tmp_path):
+def test_an_exclusive_run_executes_with_nothing_beside_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     runs = {n: (STAMP, {}) for n in ("a", "b", "c")}
     runs["timed"] = (STAMP, {"exclusive": True})
     runs["d"] = (STAMP, {"depends_on": ["timed"]})
@@ -411,6 +413,19 @@ def test_an_exclusive_run_executes_with_nothing_beside_it(tmp_path):
     # the others did run two at a time
     assert any(span[x][0] < span[y][1] and span[y][0] < span[x][1]
                for x in ("a", "b", "c", "d") for y in ("a", "b", "c", "d") if x < y)
+    # kernels sharing the cores with the workers wait passively; the exclusive one, alone, spins
+    assert {n: span[n][2] for n in runs} == {"a": "PASSIVE", "b": "PASSIVE", "c": "PASSIVE",
+                                            "timed": None, "d": "PASSIVE"}
+    assert provenance(lay, "a")["kernel_settings"] == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert provenance(lay, "timed")["kernel_settings"] == {}
+    # sequentially nothing is set, and a policy the user sets is left alone
+    assert [o.status for o in rp.reproduce("quick", ["a"], layout=lay, force=True)] == ["executed"]
+    assert json.loads((lay.results / "quick" / "a" / "stamp.json").read_text())[2] is None
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert [o.status for o in rp.reproduce("quick", ["a"], layout=lay, force=True, workers=1)] == [
+        "executed"]
+    assert json.loads((lay.results / "quick" / "a" / "stamp.json").read_text())[2] == "ACTIVE"
+    assert provenance(lay, "a")["kernel_settings"] == {}
 
 
 def test_the_run_others_wait_for_starts_first_without_previous_times(tmp_path):
