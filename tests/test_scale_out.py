@@ -251,6 +251,14 @@ def test_reproduce_arguments_are_checked(repo):
         rp.reproduce("quick", layout=layout(repo, "seq"), retries=-1)
 
 
+def default_sigint() -> None:
+    """In the runner's process, before Python starts: SIGINT as a terminal gives it.  A command
+    started in the background by a non-interactive shell (``cmd &``, as CI harnesses do) inherits
+    SIGINT *ignored*, and a Python started so installs no KeyboardInterrupt handler: its Ctrl-C
+    would do nothing (the hang this test once showed only in CI)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_the_cluster_and_keeps_the_previous_results(tmp_path):
     import psutil
 
@@ -270,7 +278,8 @@ def test_ctrl_c_stops_the_cluster_and_keeps_the_previous_results(tmp_path):
     runner = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "rmtlib.reproduce",
                                "--profile", "quick",
                                "--workers", "1", "--root", str(tmp_path)], cwd=CHECKOUT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=default_sigint)
     try:
         deadline = time.time() + 150
         while not marker.exists() and time.time() < deadline and runner.poll() is None:
