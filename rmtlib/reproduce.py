@@ -755,7 +755,8 @@ def _execute(spec: RunSpec, ctx: _Context, digest: str, components: dict, reason
     params = {**spec.params, "profile": profile,
               "results_dir": os.path.relpath(folder, nb_path.parent)}
     write_json(folder / PARAMS, params)
-    env = {**ctx.env, ENV_TASK_LOG: str(folder / TASK_LOG), **_shared_core_settings(spec, ctx)}
+    settings = _shared_core_settings(spec, ctx)  # in the kernel's environment and its provenance
+    env = {**ctx.env, ENV_TASK_LOG: str(folder / TASK_LOG), **settings}
     start = time.time()
     logging.getLogger("papermill").setLevel(logging.ERROR)  # its parameter warnings: validated above
     log_lock = threading.Lock()
@@ -806,7 +807,7 @@ def _execute(spec: RunSpec, ctx: _Context, digest: str, components: dict, reason
         "python": platform.python_version(), "torch": _version("torch"), "numpy": _version("numpy"),
         "papermill": _version("papermill"), "cpu_count": os.cpu_count(), "hostname": socket.gethostname(),
         "run_id": uuid.uuid4().hex, "dependency_run_ids": dependency_runs,
-        "executor": ctx.executor, "kernel_settings": _shared_core_settings(spec, ctx), "tasks": tasks, "task_time_s": task_seconds,
+        "executor": ctx.executor, "kernel_settings": settings, "tasks": tasks, "task_time_s": task_seconds,
         "task_cpu_s": task_cpu,
         "executed_because": reasons, "input_components": components,
     })
@@ -1172,8 +1173,9 @@ def _all_metrics(layout: Layout, profile: str, names) -> dict[str, Any]:
 def cpu_times() -> dict[str, float] | None:
     """The machine's core-seconds since boot from ``/proc/stat`` (its ``cpu`` line, summed over
     all cores): ``busy`` (user, nice, system, irq, softirq), ``idle`` (idle, iowait) and
-    ``steal`` (taken by the hypervisor), and the number of ``cores`` it counts; None where there is no ``/proc/stat``.  The difference of
-    two readings is the machine's use in between, whoever used it."""
+    ``steal`` (taken by the hypervisor), and the number of ``cores`` it counts; None where there
+    is no ``/proc/stat``.  The difference of two readings is the machine's use in between,
+    whoever used it."""
     try:
         lines = Path("/proc/stat").read_text(encoding="ascii").splitlines()
         tick = float(os.sysconf("SC_CLK_TCK"))
