@@ -93,7 +93,8 @@ from pathlib import Path
 start = time.time()
 time.sleep(1.5)
 Path(results_dir, "stamp.json").write_text(json.dumps([start, time.time(),
-                                                        os.environ.get("OMP_WAIT_POLICY")]))
+                                                        os.environ.get("OMP_WAIT_POLICY"),
+                                                        os.getpriority(os.PRIO_PROCESS, 0)]))
 """
 
 
@@ -427,13 +428,20 @@ def test_an_exclusive_run_executes_with_nothing_beside_it(tmp_path, monkeypatch)
                                             "timed": None, "d": "PASSIVE"}
     assert provenance(lay, "a")["kernel_settings"] == {"OMP_WAIT_POLICY": "PASSIVE"}
     assert provenance(lay, "timed")["kernel_settings"] == {}
+    # and below the workers' CPU priority; the exclusive one at the runner's
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    assert {n: span[n][3] for n in runs} == {**{n: min(19, mine + rp.KERNEL_NICE) for n in "abcd"},
+                                            "timed": mine}
+    assert provenance(lay, "a")["kernel_nice"] == rp.KERNEL_NICE
+    assert provenance(lay, "timed")["kernel_nice"] == 0
     # sequentially nothing is set, and a policy the user sets is left alone
     assert [o.status for o in rp.reproduce("quick", ["a"], layout=lay, force=True)] == ["executed"]
-    assert json.loads((lay.results / "quick" / "a" / "stamp.json").read_text())[2] is None
+    assert json.loads((lay.results / "quick" / "a" / "stamp.json").read_text())[2:] == [None, mine]
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     assert [o.status for o in rp.reproduce("quick", ["a"], layout=lay, force=True, workers=1)] == [
         "executed"]
-    assert json.loads((lay.results / "quick" / "a" / "stamp.json").read_text())[2] == "ACTIVE"
+    assert json.loads((lay.results / "quick" / "a" / "stamp.json").read_text())[2:] == [
+        "ACTIVE", min(19, mine + rp.KERNEL_NICE)]
     assert provenance(lay, "a")["kernel_settings"] == {}
 
 
