@@ -12,6 +12,7 @@ import scipy.stats
 import torch
 
 from rmtlib.baselines import count_nonzero_parameters
+from rmtlib.layers import list_layers
 from rmtlib.models import MLP
 from rmtlib.papers import beyond as bx
 from rmtlib.prune import count_parameters
@@ -166,6 +167,19 @@ def test_tail_tracker_records_every_layer_before_training_and_after_each_epoch()
                       epochs=1, lr=0.05)
     with pytest.raises(ValueError, match="tracked"):
         bx.tail_rows(plain)
+
+
+def test_gof_rules_many_equals_gof_rules_model_by_model_and_checks_its_models():
+    nets = {("a", 0): MLP([60, 50, 4], seed=0), ("b", 1): MLP([60, 40, 30, 4], seed=1)}
+    tables = bx.gof_rules_many(nets, n_sim=20, random_state=3, threads=1)
+    assert list(tables) == list(nets)
+    for key, net in nets.items():
+        pd.testing.assert_frame_equal(tables[key], bx.gof_rules(net, n_sim=20, random_state=3))
+    assert list(tables["b", 1].layer) == [la.name for la in list_layers(nets["b", 1]) if la.ok]
+    with pytest.raises(TypeError, match=r"models\['x'\] must be a torch.nn.Module, got"):
+        bx.gof_rules_many({"x": 3})
+    with pytest.raises(TypeError, match="models must be a non-empty mapping"):
+        bx.gof_rules_many({})
 
 
 def test_gof_rules_permutation_null_respects_heavy_tailed_entries():

@@ -221,6 +221,27 @@ def test_a_local_cluster_leaves_glibc_malloc_as_a_plain_process_has_it(monkeypat
     assert dict(os.environ) == before
 
 
+def _dask_setting(key):
+    import dask
+
+    return dask.config.get(key)
+
+
+def test_a_local_cluster_runs_its_workers_with_the_monitors_relaxed():
+    # the profiler and the 20 ms tick took CPU from the tasks (rp.LOCAL_CLUSTER_CONFIG); the
+    # workers are spawned with the settings, and this process's configuration is restored
+    import dask
+    from distributed import Client
+
+    before = {k: dask.config.get(k) for k in rp.LOCAL_CLUSTER_CONFIG}
+    assert before["distributed.worker.profile.enabled"] is True
+    with rp._cluster(1, None) as (executor, address, kernel_env):
+        with Client(address, set_as_default=False) as client:
+            for key, value in rp.LOCAL_CLUSTER_CONFIG.items():
+                assert list(client.run(_dask_setting, key).values()) == [value], key
+    assert {k: dask.config.get(k) for k in rp.LOCAL_CLUSTER_CONFIG} == before
+
+
 def test_workers_of_an_existing_cluster_with_malloc_settings_are_warned_about(scheduler):
     lines = []
     with rp._cluster(None, scheduler, echo=lines.append) as (executor, address, kernel_env):

@@ -49,6 +49,7 @@ from ..heavytails import (fit_power_law, hill_estimator, kurtosis_df, permutatio
                           student_t_null)
 from ..layers import head_layers, list_layers
 from ..linalg import gram_eigenvalues
+from ..parallel import map_tasks
 from ..prune import PrunePolicy, count_parameters, keep_count, prune_model
 from ..rank import select_rank
 from ..spectra import decompose
@@ -66,6 +67,7 @@ __all__ = [
     "SelectorSpec",
     "TailTracker",
     "gof_rules",
+    "gof_rules_many",
     "keep_fraction_sweep",
     "net_recipe",
     "parse_net",
@@ -530,7 +532,7 @@ GOF_RULES = ("fixed 0.1", "Gaussian null", "permutation null", "Student-t null")
 
 
 def gof_rules(model: nn.Module, *, alpha: float = 0.2, cutoff: float = 0.1, level: float = 0.95,
-              n_sim: int = 100, random_state: int = 0) -> pd.DataFrame:
+              n_sim: int = 100, random_state: int = 0, threads: int | None = None) -> pd.DataFrame:
     """Per analysable layer, BEMA's goodness-of-fit statistic ``D`` (corrected, :mod:`rmtlib.gof`)
     and whether four rules accept the MP fit:
 
@@ -545,35 +547,63 @@ def gof_rules(model: nn.Module, *, alpha: float = 0.2, cutoff: float = 0.1, leve
 
     Columns: ``layer``, ``shape``, ``D``, ``kurtosis_df``, then ``cutoff_<rule>`` and
     ``accept_<rule>`` for each rule of :data:`GOF_RULES` (``<rule>`` with spaces as ``_``).
+    Every null is drawn from ``random_state`` alone, so a layer's row does not depend on the
+    other layers.  The layers are tasks of :func:`rmtlib.parallel.map_tasks` (``threads``: torch
+    threads per task); :func:`gof_rules_many` does several models in one batch.
     """
     check_module(model)
+    return gof_rules_many({0: model}, alpha=alpha, cutoff=cutoff, level=level, n_sim=n_sim,
+                          random_state=random_state, threads=threads)[0]
+
+
+def gof_rules_many(models: Mapping, *, alpha: float = 0.2, cutoff: float = 0.1, level: float = 0.95,
+                   n_sim: int = 100, random_state: int = 0, threads: int | None = None) -> dict:
+    """:func:`gof_rules` of every model of ``models`` (a mapping of keys to modules), as
+    ``{key: table}`` in the mapping's order; all their layers are one batch of
+    :func:`rmtlib.parallel.map_tasks` tasks (in-process without a cluster), and each table equals
+    ``gof_rules(model, ...)``."""
+    if not isinstance(models, Mapping) or not models:
+        raise ArgumentTypeError(f"models must be a non-empty mapping of keys to modules, got "
+                                f"{describe(models)}")
+    for key, model in models.items():
+        if not isinstance(model, nn.Module):
+            raise ArgumentTypeError(f"models[{key!r}] must be a torch.nn.Module, got {describe(model)}")
     cutoff = check_float(cutoff, "cutoff", low=0.0, high=1.0, low_open=True)
     level = check_probability(level, "level", open_low=True, open_high=True)
     n_sim = check_int(n_sim, "n_sim", minimum=20)
     seed = check_seed(random_state, "random_state")
-    rows = []
-    for la in list_layers(model):
-        if not la.ok:
-            continue
-        W = la.matrix().detach().double().cpu().numpy()
-        shape = W.shape
-        fit = fit_bema(W, alpha=alpha)
-        df = kurtosis_df(W.ravel())
-        nulls = {
-            "Gaussian null": gof_null(shape, alpha, n_sim=n_sim, random_state=seed).quantile(level),
-            "permutation null": permutation_null(W, n_sim=n_sim, alpha=alpha,
-                                                 random_state=seed).quantile(level),
-            "Student-t null": student_t_null(shape, df, n_sim=n_sim, alpha=alpha,
+    tasks = [(key, la.name, la.matrix().detach().double().cpu().numpy())
+             for key, model in models.items() for la in list_layers(model) if la.ok]
+    rows = map_tasks(_gof_rules_row, tasks, label="GoF nulls", threads=threads,
+                     shared={"alpha": alpha, "cutoff": cutoff, "level": level, "n_sim": n_sim,
+                             "seed": seed})
+    out: dict = {key: [] for key in models}
+    for (key, _, _), row in zip(tasks, rows):
+        out[key].append(row)
+    return {key: pd.DataFrame(r) for key, r in out.items()}
+
+
+def _gof_rules_row(task, *, alpha: float, cutoff: float, level: float, n_sim: int, seed: int) -> dict:
+    """One layer's row of :func:`gof_rules` (a :func:`~rmtlib.parallel.map_tasks` task):
+    ``task = (model key, layer name, weight matrix)``."""
+    _, name, W = task
+    shape = W.shape
+    fit = fit_bema(W, alpha=alpha)
+    df = kurtosis_df(W.ravel())
+    nulls = {
+        "Gaussian null": gof_null(shape, alpha, n_sim=n_sim, random_state=seed).quantile(level),
+        "permutation null": permutation_null(W, n_sim=n_sim, alpha=alpha,
                                              random_state=seed).quantile(level),
-        }
-        row = {"layer": la.name, "shape": shape, "D": fit.gof, "kurtosis_df": df,
-               "cutoff_fixed_0.1": cutoff, "accept_fixed_0.1": bool(fit.gof < cutoff)}
-        for rule, q in nulls.items():
-            key = rule.replace(" ", "_").replace("-", "_")
-            row[f"cutoff_{key}"] = q
-            row[f"accept_{key}"] = bool(fit.gof <= q)
-        rows.append(row)
-    return pd.DataFrame(rows)
+        "Student-t null": student_t_null(shape, df, n_sim=n_sim, alpha=alpha,
+                                         random_state=seed).quantile(level),
+    }
+    row = {"layer": name, "shape": shape, "D": fit.gof, "kurtosis_df": df,
+           "cutoff_fixed_0.1": cutoff, "accept_fixed_0.1": bool(fit.gof < cutoff)}
+    for rule, q in nulls.items():
+        key = rule.replace(" ", "_").replace("-", "_")
+        row[f"cutoff_{key}"] = q
+        row[f"accept_{key}"] = bool(fit.gof <= q)
+    return row
 
 
 def prune_accepted(model: nn.Module, accepted: Sequence[str], data, *,
