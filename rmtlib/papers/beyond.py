@@ -566,8 +566,7 @@ def gof_rules_many(models: Mapping, *, alpha: float = 0.2, cutoff: float = 0.1, 
         raise ArgumentTypeError(f"models must be a non-empty mapping of keys to modules, got "
                                 f"{describe(models)}")
     for key, model in models.items():
-        if not isinstance(model, nn.Module):
-            raise ArgumentTypeError(f"models[{key!r}] must be a torch.nn.Module, got {describe(model)}")
+        check_module(model, f"models[{key!r}]")
     cutoff = check_float(cutoff, "cutoff", low=0.0, high=1.0, low_open=True)
     level = check_probability(level, "level", open_low=True, open_high=True)
     n_sim = check_int(n_sim, "n_sim", minimum=20)
